@@ -1,0 +1,1 @@
+"""Raw CMU-MOSEI / IEMOCAP releases -> preprocessed clips -> TFDS -> tf.data."""
