@@ -70,6 +70,11 @@ def _download_allowed() -> bool:
   return not offline and os.environ.get(DOWNLOAD_ENV, '0') == '1'
 
 
+def _cache_dir() -> Optional[str]:
+  # Read at call time (huggingface_hub reads HF_HUB_CACHE once, at import).
+  return os.environ.get('HF_HUB_CACHE') or None
+
+
 def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
   """Snapshot dir of ``name`` (or its alias) in the local HF cache, or None."""
   from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
@@ -77,7 +82,7 @@ def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
   for repo_id in dict.fromkeys([name, HUB_ALIASES.get(name, name)]):
     try:
       path = pathlib.Path(snapshot_download(
-          repo_id, local_files_only=True,
+          repo_id, local_files_only=True, cache_dir=_cache_dir(),
           allow_patterns=list(CHECKPOINT_PATTERNS)))
     except (LocalEntryNotFoundError, ValueError, OSError):
       continue
@@ -89,7 +94,8 @@ def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
 def _download(name: str) -> pathlib.Path:
   from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
   return pathlib.Path(snapshot_download(
-      HUB_ALIASES.get(name, name), allow_patterns=list(CHECKPOINT_PATTERNS)))
+      HUB_ALIASES.get(name, name), cache_dir=_cache_dir(),
+      allow_patterns=list(CHECKPOINT_PATTERNS)))
 
 
 def not_found_message(name: str) -> str:
