@@ -1,0 +1,425 @@
+"""tf.data input pipeline: TFDS clips -> fixed-shape, masked batches.
+
+Axis letters: B clips (per host), F face frames, C spectrogram chunks,
+L tokens, E emotions.  Batch contract (docs/design.md):
+
+  text_ids int32 [B, L]      text_mask int32 [B, L]
+  faces float32 [B, F, 48, 48, 3]   face_mask bool [B, F]
+  spec float32 [B, C, 128, 32]      spec_mask bool [B, C]
+  labels float32 [B, E]      clip_mask bool [B]      clip_id string [B]
+
+Rules (docs/input_pipeline.md):
+  * Cap: a clip with more than ``max_frames`` frames keeps ``max_frames`` of
+    them, uniformly spaced over the clip (frame i of the kept ones is the
+    centre of the i-th of ``max_frames`` equal segments); chunks the same with
+    ``max_chunks``.  Both modalities keep covering the whole utterance.
+  * Buckets: a clip goes to the smallest bucket (F_k, C_k) that holds it, with
+    F_k = ceil(max_frames * r_k), C_k = ceil(max_chunks * r_k) and
+    r = BUCKET_FRACTIONS = (1/4, 1/2, 1): three static shapes per run.
+  * Eval batches keep every clip exactly once: the last batch of each bucket
+    is padded with clip_mask=False clips.  Train batches drop the remainder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from data_pipelines.tfds import base as tfds_base
+from data_pipelines.tfds.iemocap_e2e import IemocapE2e
+from data_pipelines.tfds.mosei_e2e import MoseiE2e
+
+FACE_MEAN = (159.0, 111.0, 102.0)
+FACE_STD = (37.0, 33.0, 32.0)
+BUCKET_FRACTIONS = (0.25, 0.5, 1.0)
+SHUFFLE_BUFFER = 256
+SYNTHETIC_RAW = 'synthetic_raw'
+BUILDERS = {'mosei': MoseiE2e, 'iemocap': IemocapE2e, 'synthetic': MoseiE2e}
+
+ConfigDict = ml_collections.ConfigDict
+
+
+# --------------------------------------------------------------------------
+# Preparing the TFDS data.
+
+
+def builder_config(config: ConfigDict, face_detector: str | None = None
+                   ) -> tfds_base.E2EConfig:
+  """The TFDS builder config for a mesm_jax config (a named one if equal)."""
+  synthetic = config.dataset == 'synthetic'
+  if face_detector is None:
+    face_detector = 'center' if synthetic else 'mtcnn'
+  wanted = tfds_base.E2EConfig(
+      name='custom', text_model=config.text_model,
+      text_checkpoint=config.get('text_checkpoint', ''),
+      scratch_vocab_size=config.get('scratch_vocab_size', 30522),
+      text_max_len=config.text_max_len, img_interval=config.img_interval,
+      log_mel=config.log_mel, face_detector=face_detector,
+      synthetic=synthetic)
+  for named in _builder_cls(config).BUILDER_CONFIGS:
+    if named.same_data(wanted):
+      return named
+  wanted.name = tfds_base.config_name(wanted)
+  wanted.description = 'Built from a mesm_jax config.'
+  return wanted
+
+
+def _builder_cls(config: ConfigDict) -> type[tfds_base.E2EBuilder]:
+  if config.dataset not in BUILDERS:
+    raise ValueError(f'unknown dataset {config.dataset!r}; choose one of '
+                     f'{sorted(BUILDERS)}')
+  return BUILDERS[config.dataset]
+
+
+def _data_dir(config: ConfigDict, data_dir: str | Path | None) -> Path:
+  data_dir = data_dir or config.get('data_dir') or (
+      Path('~/tensorflow_datasets').expanduser())
+  return Path(data_dir).expanduser()
+
+
+def get_builder(config: ConfigDict, *, data_dir: str | Path | None = None,
+                face_detector: str | None = None, **kwargs
+                ) -> tfds_base.E2EBuilder:
+  """The (possibly not yet prepared) builder of ``config.dataset``."""
+  return _builder_cls(config)(
+      config=builder_config(config, face_detector),
+      data_dir=str(_data_dir(config, data_dir)), **kwargs)
+
+
+def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
+               data_dir: str | Path | None = None,
+               face_detector: str | None = None,
+               num_workers: int | None = None,
+               synthetic_clips: int | None = None,
+               progress: bool = True) -> tfds_base.E2EBuilder:
+  """Prepares the TFDS data of ``config.dataset``; downloads nothing.
+
+  Args:
+    config: a mesm_jax config (dataset, text_model, text_max_len,
+      img_interval, log_mel, data_dir, raw_dir are read).
+    raw_dir: the raw release (TFDS manual dir); default ``config.raw_dir``,
+      for 'synthetic' ``<data_dir>/synthetic_raw`` (generated when absent).
+    data_dir: TFDS data dir; default ``config.data_dir`` or
+      ``~/tensorflow_datasets``.
+    face_detector: 'mtcnn' | 'center'; default 'mtcnn' ('center' for
+      synthetic data).
+    num_workers: preprocessing processes (default: every core).
+    synthetic_clips: number of generated clips (synthetic only; default:
+      the generator's).
+    progress: show progress bars while preprocessing.
+
+  Returns:
+    The prepared builder.
+  """
+  data_dir = _data_dir(config, data_dir)
+  builder = get_builder(config, data_dir=data_dir, face_detector=face_detector,
+                        num_workers=num_workers, progress=progress)
+  if builder.is_prepared():
+    return builder
+  raw_dir = raw_dir or config.get('raw_dir') or None
+  if config.dataset == 'synthetic':
+    raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
+    write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=config.seed)
+  elif raw_dir is None or not Path(raw_dir).is_dir() or not any(
+      Path(raw_dir).iterdir()):
+    raise FileNotFoundError(_missing_data_message(builder, raw_dir, data_dir))
+  logging.info('Building %s/%s from %s into %s', builder.name,
+               builder.builder_config.name, raw_dir, data_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(raw_dir), try_download_gcs=False))
+  return builder
+
+
+def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,
+                        seed: int) -> None:
+  """Generates the synthetic MOSEI-layout raw data once (atomic rename)."""
+  if raw_dir.is_dir():
+    return
+  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
+  raw_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix='.synthetic_raw.', dir=raw_dir.parent))
+  try:
+    kwargs = {} if num_clips is None else {'num_clips': num_clips}
+    synthetic.write_mosei_raw(tmp, seed=seed, **kwargs)
+    tmp.chmod(0o755)
+    tmp.rename(raw_dir)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp)
+
+
+def _missing_data_message(builder: tfds_base.E2EBuilder,
+                          raw_dir: str | Path | None, data_dir: Path) -> str:
+  name = f'{builder.name}/{builder.builder_config.name}'
+  looked = str(raw_dir) if raw_dir else '(none given: config.raw_dir)'
+  return (
+      f'No data for {name}.\n'
+      f'  Prepared TFDS data: not found in {builder.data_path}\n'
+      f'  Raw data (manual dir): {looked} does not exist or is empty.\n'
+      f'How to obtain and prepare it:\n'
+      f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\n'
+      f'Then run (raw data -> TFDS, once):\n'
+      f'  python -c "import mesm_jax; from data_pipelines import '
+      f'input_pipeline as ip; c = mesm_jax.get_config(\'{builder.DATASET}\'); '
+      f'ip.build_tfds(c, raw_dir=\'/path/to/raw\', data_dir=\'{data_dir}\')"\n'
+      f'or pass --raw_dir /path/to/raw to experiments/run.py.')
+
+
+# --------------------------------------------------------------------------
+# Per-clip rules (pure TF, also used eagerly in tests).
+
+
+def bucket_shapes(max_frames: int, max_chunks: int,
+                  fractions=BUCKET_FRACTIONS) -> list[tuple[int, int]]:
+  """The static (F, C) shapes of the length buckets, smallest first."""
+  shapes = {(max(1, math.ceil(max_frames * r)), max(1, math.ceil(
+      max_chunks * r))) for r in fractions}
+  return sorted(shapes)
+
+
+def cap_uniform(x: tf.Tensor, cap: int) -> tf.Tensor:
+  """Keeps at most ``cap`` rows of x, uniformly spaced over all rows.
+
+  Row i of the result (n > cap) is row floor((2i + 1) n / (2 cap)) of x: the
+  centre of the i-th of ``cap`` equal segments.
+
+  Args:
+    x: [N, ...] frames or chunks of one clip.
+    cap: the largest number of rows to keep.
+
+  Returns:
+    [min(N, cap), ...]
+  """
+  n = tf.shape(x)[0]
+  idx = ((2 * tf.range(cap) + 1) * n) // (2 * cap)
+  return tf.cond(n > cap, lambda: tf.gather(x, idx), lambda: x)
+
+
+def bucket_index(f: tf.Tensor, c: tf.Tensor,
+                 shapes: list[tuple[int, int]]) -> tf.Tensor:
+  """Index of the smallest bucket with F_k >= f and C_k >= c."""
+  fs = tf.constant([s[0] for s in shapes])
+  cs = tf.constant([s[1] for s in shapes])
+  fits = tf.logical_and(f <= fs, c <= cs)
+  return tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+
+
+def _pad_rows(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  pad = tf.stack([0, size - tf.shape(x)[0]])
+  paddings = tf.concat([pad[None], tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0)
+  return tf.pad(x, paddings)
+
+
+def prepare_clip(ex: dict[str, tf.Tensor], max_frames: int, max_chunks: int,
+                 shapes: list[tuple[int, int]]) -> dict[str, tf.Tensor]:
+  """Caps one clip and pads it to its bucket's shape (uint8/float16 kept)."""
+  faces = cap_uniform(ex['faces'], max_frames)
+  spec = cap_uniform(ex['spec'], max_chunks)
+  f, c = tf.shape(faces)[0], tf.shape(spec)[0]
+  k = bucket_index(f, c, shapes)
+  size_f = tf.gather([s[0] for s in shapes], k)
+  size_c = tf.gather([s[1] for s in shapes], k)
+  return {
+      'bucket': k,
+      'faces': _pad_rows(faces, size_f),
+      'face_mask': tf.range(size_f) < f,
+      'spec': _pad_rows(spec, size_c),
+      'spec_mask': tf.range(size_c) < c,
+      'text_ids': tf.cast(ex['text_ids'], tf.int32),
+      'text_mask': tf.cast(ex['text_mask'], tf.int32),
+      'labels': tf.cast(ex['labels'], tf.float32),
+      'clip_id': ex['clip_id'],
+  }
+
+
+def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
+                 ) -> dict[str, tf.Tensor]:
+  """Pads a batch to ``batch_size`` clips, normalises faces, spec -> f32."""
+  n = tf.shape(batch['labels'])[0]
+  out = {k: _pad_rows(v, batch_size) for k, v in batch.items()
+         if k != 'bucket'}
+  out['clip_mask'] = tf.range(batch_size) < n
+  mean = tf.constant(FACE_MEAN, tf.float32)
+  std = tf.constant(FACE_STD, tf.float32)
+  faces = (tf.cast(out['faces'], tf.float32) - mean) / std
+  frame_on = tf.cast(out['face_mask'], tf.float32)[:, :, None, None, None]
+  out['faces'] = faces * frame_on          # padded frames stay exactly 0
+  out['spec'] = tf.cast(out['spec'], tf.float32)
+  for key, value in out.items():
+    value.set_shape([batch_size] + value.shape.as_list()[1:])
+  return out
+
+
+# --------------------------------------------------------------------------
+# The dataset.
+
+
+def make_dataset(config: ConfigDict, split: str, *, train: bool,
+                 global_batch_size: int | None = None,
+                 seed: int | None = None, epoch: int = 0,
+                 process_index: int | None = None,
+                 process_count: int | None = None, skip_batches: int = 0,
+                 data_dir: str | Path | None = None,
+                 builder: tfds_base.E2EBuilder | None = None,
+                 prefetch: int | None = None) -> tf.data.Dataset:
+  """One epoch of fixed-shape batches of this host's share of ``split``.
+
+  Args:
+    config: a mesm_jax config (batch_size, eval_batch_size, max_frames,
+      max_chunks, deterministic_input, seed, dataset, ... are read).
+    split: 'train' | 'valid' | 'test' (or any TFDS split string).
+    train: shuffle (seed + epoch) and drop the remainder; else keep every clip
+      exactly once, padding the last batch of each bucket (clip_mask=False).
+    global_batch_size: default config.batch_size (train) or
+      config.eval_batch_size; each host gets global_batch_size //
+      process_count clips per batch.
+    seed: default config.seed.
+    epoch: reshuffles per epoch (train): seed + epoch.
+    process_index, process_count: default jax.process_index/count().
+    skip_batches: drop the first N batches of the epoch (resume mid-epoch);
+      they are read and grouped but not normalised.  The same batches as an
+      unskipped epoch only with ``config.deterministic_input``.
+    data_dir: TFDS data dir (default config.data_dir).
+    builder: an already prepared builder (default: build_tfds(config)).
+    prefetch: batches to prefetch (default: autotune).
+
+  Returns:
+    A finite tf.data.Dataset of batch dicts (the batch contract).
+  """
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  gbs = global_batch_size or (config.batch_size if train
+                              else config.eval_batch_size)
+  if gbs % pc:
+    raise ValueError(f'global batch {gbs} is not divisible by the '
+                     f'{pc} processes')
+  batch_size = gbs // pc
+  seed = config.seed if seed is None else seed
+  builder = builder or build_tfds(config, data_dir=data_dir, progress=False)
+  host_split = tfds.split_for_jax_process(split, process_index=pi,
+                                          process_count=pc)
+  ds = _read(builder, host_split, config, train, seed + epoch)
+  if train:
+    ds = ds.shuffle(config.get('shuffle_buffer', SHUFFLE_BUFFER),
+                    seed=seed + epoch, reshuffle_each_iteration=False)
+  shapes = bucket_shapes(config.max_frames, config.max_chunks)
+  ds = ds.map(lambda ex: prepare_clip(ex, config.max_frames,
+                                      config.max_chunks, shapes),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.group_by_window(
+      key_func=lambda ex: tf.cast(ex['bucket'], tf.int64),
+      reduce_func=lambda _, group: group.batch(batch_size,
+                                               drop_remainder=train),
+      window_size=batch_size)
+  ds = ds.skip(skip_batches)
+  ds = ds.map(lambda b: finish_batch(b, batch_size),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  if pc > 1:
+    ds = _same_batch_count(ds, builder, split, pc, batch_size, train,
+                           len(shapes), skip_batches)
+  return ds.prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
+
+
+def _read(builder: tfds_base.E2EBuilder, split, config: ConfigDict,
+          train: bool, seed: int) -> tf.data.Dataset:
+  """Decoded TFDS examples of one host's split, deterministic if asked."""
+  options = tf.data.Options()
+  options.deterministic = bool(config.deterministic_input)
+  read_config = tfds.ReadConfig(shuffle_seed=seed, options=options,
+                                try_autocache=False)
+  ds = builder.as_dataset(split=split, shuffle_files=train,
+                          read_config=read_config)
+  return ds.with_options(options)
+
+
+def _same_batch_count(ds: tf.data.Dataset, builder, split: str, pc: int,
+                      batch_size: int, train: bool, num_buckets: int,
+                      skip_batches: int) -> tf.data.Dataset:
+  """Equal batch counts on every host (multi-host pmap needs lockstep).
+
+  A host with n clips in K buckets makes between (n - K (B - 1)) / B and
+  ceil(n / B) + K - 1 batches.  Train takes the smallest lower bound over
+  hosts; eval appends empty batches (clip_mask all False) up to the largest
+  upper bound.
+  """
+  sizes = [builder.info.splits[tfds.split_for_jax_process(
+      split, process_index=i, process_count=pc)].num_examples
+           for i in range(pc)]
+  if train:
+    count = max(0, (min(sizes) - num_buckets * (batch_size - 1)) // batch_size)
+    return ds.take(max(0, count - skip_batches))
+  count = -(-max(sizes) // batch_size) + num_buckets - 1
+  empty = ds.take(1).map(lambda b: {
+      k: tf.zeros_like(v) for k, v in b.items()}).repeat()
+  return ds.concatenate(empty).take(max(0, count - skip_batches))
+
+
+# --------------------------------------------------------------------------
+# Measurements.
+
+
+def measure(config: ConfigDict, split: str, num_batches: int | None = None,
+            *, train: bool = False, **kwargs) -> dict[str, Any]:
+  """Padding efficiency and throughput of ``make_dataset`` over some batches.
+
+  Args:
+    config: a mesm_jax config.
+    split: the split to read.
+    num_batches: batches to read (None: the whole epoch).
+    train: measure the train pipeline (shuffle, drop remainder) or eval.
+    **kwargs: passed to make_dataset.
+
+  Returns:
+    clips, batches, frame/chunk/clip counts (real and padded slots),
+    efficiencies (real / slots), batch shapes seen, batches_per_s and
+    clips_per_s (timed after the first batch, which pays the start-up).
+  """
+  ds = make_dataset(config, split, train=train, **kwargs)
+  if num_batches is not None:
+    ds = ds.take(num_batches)
+  counts = dict(batches=0, clips=0, clip_slots=0, frames=0, frame_slots=0,
+                chunks=0, chunk_slots=0)
+  shapes, start, timed_clips = set(), None, 0
+  for batch in ds.as_numpy_iterator():
+    if start is None:
+      start = time.perf_counter()
+    else:
+      timed_clips += int(batch['clip_mask'].sum())
+    _count_batch(batch, counts, shapes)
+  elapsed = time.perf_counter() - start if start else 0.0
+  timed = counts['batches'] - 1
+  result = dict(counts, shapes=sorted(shapes),
+                frame_efficiency=_ratio(counts['frames'], counts['frame_slots']),
+                chunk_efficiency=_ratio(counts['chunks'], counts['chunk_slots']),
+                clip_efficiency=_ratio(counts['clips'], counts['clip_slots']),
+                batches_per_s=_ratio(timed, elapsed),
+                clips_per_s=_ratio(timed_clips, elapsed))
+  logging.info('input pipeline %s/%s: %s', config.dataset, split, result)
+  return result
+
+
+def _count_batch(batch: dict[str, np.ndarray], counts: dict[str, int],
+                 shapes: set[tuple[int, ...]]) -> None:
+  counts['batches'] += 1
+  counts['clips'] += int(batch['clip_mask'].sum())
+  counts['clip_slots'] += batch['clip_mask'].size
+  counts['frames'] += int(batch['face_mask'].sum())
+  counts['frame_slots'] += batch['face_mask'].size
+  counts['chunks'] += int(batch['spec_mask'].sum())
+  counts['chunk_slots'] += batch['spec_mask'].size
+  shapes.add((batch['faces'].shape[1], batch['spec'].shape[1]))
+
+
+def _ratio(a: float, b: float) -> float:
+  return float(a) / b if b else 0.0

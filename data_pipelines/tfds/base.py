@@ -1,0 +1,241 @@
+"""Shared TFDS builder for the end-to-end emotion datasets (MOSEI, IEMOCAP).
+
+One example is one utterance clip, stored close to the raw signal so that the
+tf.data pipeline (``data_pipelines/input_pipeline.py``) only caps, pads and
+normalises:
+
+  faces      uint8   [F, 48, 48, 3]  RGB face crops, one per img_interval ms
+  spec       float16 [C, 128, 32]    mel-spectrogram chunks (mel x time)
+  text       string                  the transcript
+  text_ids   int32   [L]             token ids of the config's tokenizer
+  text_mask  int32   [L]             1 = real token
+  labels     float32 [E]             multi-hot emotions (E = 6)
+  clip_id    string
+  n_frames, n_chunks, face_fallbacks int32
+
+F and C vary per clip (no cap at build time); L is ``text_max_len`` of the
+builder config.  The heavy work (video decoding, face detection, mel
+spectrograms) is done by ``data_pipelines.preprocess.iter_examples``, which
+keeps a per-clip cache so an interrupted build resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+FACE_SIZE = 48
+N_MELS = 128
+CHUNK_FRAMES = 32
+NUM_EMOTIONS = 6
+SPLITS = ('train', 'valid', 'test')
+
+
+@dataclasses.dataclass(eq=False)
+class E2EConfig(tfds.core.BuilderConfig):
+  """What changes the stored examples: tokenizer, frame rate, mel, detector.
+
+  Attributes:
+    text_model: tokenizer name for ``mesm_jax.text.get_tokenizer``
+      ('albert-base-v2' | 'minilm' | 'scratch' | a checkpoint dir).
+    text_checkpoint: explicit Hugging Face checkpoint dir (overrides name).
+    scratch_vocab_size: vocabulary of the 'scratch' tokenizer.
+    text_max_len: L, token ids are padded or cut to this length.
+    img_interval: ms between sampled video frames.
+    log_mel: store log(1 + mel) instead of the power mel (quirk 5 off).
+    face_detector: 'mtcnn' (paper) | 'center' (centre crop, fast, tests).
+    synthetic: the manual dir holds generated data (``synthetic.write_*_raw``)
+      whose own split files (``<manual_dir>/splits``) are used.
+  """
+  text_model: str = 'albert-base-v2'
+  text_checkpoint: str = ''
+  scratch_vocab_size: int = 30522
+  text_max_len: int = 100
+  img_interval: int = 500
+  log_mel: bool = False
+  face_detector: str = 'mtcnn'
+  synthetic: bool = False
+
+  def tokenizer_config(self):
+    """The fields of a mesm_jax config that ``get_tokenizer`` reads."""
+    import mesm_jax  # pylint: disable=g-import-not-at-top
+    c = mesm_jax.get_config('default')
+    c.text_model = self.text_model
+    c.text_checkpoint = self.text_checkpoint
+    c.scratch_vocab_size = self.scratch_vocab_size
+    c.text_max_len = self.text_max_len
+    return c
+
+  def same_data(self, other: 'E2EConfig') -> bool:
+    """True when both configs produce the same stored examples."""
+    fields = [f.name for f in dataclasses.fields(E2EConfig)
+              if f.name not in _META_FIELDS]
+    return all(getattr(self, f) == getattr(other, f) for f in fields)
+
+
+_META_FIELDS = ('name', 'version', 'release_notes', 'supported_versions',
+                'description', 'tags')
+
+
+def config_name(c: E2EConfig) -> str:
+  """A readable, unique name for a config built from a mesm_jax config."""
+  text = c.text_model if not c.text_checkpoint else 'ckpt'
+  text = ''.join(ch if ch.isalnum() else '_' for ch in text)
+  if c.text_model == 'scratch':
+    text += f'_v{c.scratch_vocab_size}'
+  if c.text_checkpoint or os.sep in c.text_model:
+    path = c.text_checkpoint or c.text_model
+    text += '_' + hashlib.sha1(path.encode()).hexdigest()[:8]
+  mel = 'logmel' if c.log_mel else 'powmel'
+  prefix = 'synthetic-' if c.synthetic else ''
+  return (f'{prefix}{text}-L{c.text_max_len}-i{c.img_interval}-{mel}-'
+          f'{c.face_detector}')
+
+
+def named_configs(synthetic: E2EConfig) -> list[E2EConfig]:
+  """The BUILDER_CONFIGS shared by both datasets (+ a dataset's synthetic)."""
+  paper = dict(text_model='albert-base-v2', text_max_len=100)
+  return [
+      E2EConfig(name='albert', description='Paper: ALBERT base v2 tokens '
+                '(L=100), 500 ms frames, power mel, MTCNN faces.', **paper),
+      E2EConfig(name='albert_logmel', log_mel=True,
+                description='As albert, log(1 + mel) spectrogram.', **paper),
+      E2EConfig(name='albert_img7500', img_interval=7500,
+                description='As albert, one frame per 7.5 s (the original '
+                "loader's effective MOSEI rate, quirk 4).", **paper),
+      E2EConfig(name='minilm', text_model='minilm', text_max_len=100,
+                description='Bundled offline MiniLM tokenizer (L=100).'),
+      synthetic,
+  ]
+
+
+class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of ``mosei_e2e`` and ``iemocap_e2e``; subclasses set DATASET."""
+
+  DATASET: str = ''            # 'mosei' | 'iemocap' for preprocess
+  EMOTIONS: tuple[str, ...] = ()
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.'}
+
+  def __init__(self, *, num_workers: int | None = None,
+               progress: bool = True, **kwargs):
+    self._num_workers = num_workers
+    self._progress = progress
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    c = self.builder_config
+    tensor = tfds.features.Tensor
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            'clip_id': tfds.features.Text(),
+            'text': tfds.features.Text(doc='transcript of the clip'),
+            'text_ids': tensor(shape=(c.text_max_len,), dtype=np.int32),
+            'text_mask': tensor(shape=(c.text_max_len,), dtype=np.int32),
+            'faces': tensor(
+                shape=(None, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8,
+                encoding='bytes', doc='RGB face crops, 0..255'),
+            'spec': tensor(shape=(None, N_MELS, CHUNK_FRAMES),
+                           dtype=np.float16, encoding='bytes',
+                           doc='mel chunks (mel x time)'),
+            'labels': tensor(shape=(NUM_EMOTIONS,), dtype=np.float32,
+                             doc='multi-hot: ' + ', '.join(self.EMOTIONS)),
+            'n_frames': tensor(shape=(), dtype=np.int32),
+            'n_chunks': tensor(shape=(), dtype=np.int32),
+            'face_fallbacks': tensor(shape=(), dtype=np.int32),
+        }),
+        supervised_keys=None,
+        homepage='https://aclanthology.org/2021.naacl-main.417/',
+        metadata=tfds.core.MetadataDict(emotions=list(self.EMOTIONS)),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    raw_dir = Path(dl_manager.manual_dir)
+    cache_dir = Path(dl_manager.download_dir) / 'preprocess_cache' / (
+        self._cache_key(raw_dir))
+    splits_dir = raw_dir / 'splits' if self.builder_config.synthetic else None
+    if splits_dir is not None and not splits_dir.is_dir():
+      raise FileNotFoundError(
+          f'{self.name}/{self.builder_config.name}: the synthetic raw dir '
+          f'{raw_dir} has no splits/ folder; generate it with '
+          f'data_pipelines.synthetic.write_{self.DATASET}_raw.')
+    return {split: self._generate_examples(raw_dir, split, cache_dir,
+                                           splits_dir) for split in SPLITS}
+
+  def _cache_key(self, raw_dir: Path) -> str:
+    """Per raw dir and preprocessing settings; tokenizers share the cache."""
+    c = self.builder_config
+    digest = hashlib.sha1(str(raw_dir.resolve()).encode()).hexdigest()[:10]
+    mel = 'logmel' if c.log_mel else 'powmel'
+    return f'{self.DATASET}-{digest}-i{c.img_interval}-{mel}-{c.face_detector}'
+
+  def _generate_examples(self, raw_dir: Path, split: str, cache_dir: Path,
+                         splits_dir: Path | None
+                         ) -> Iterator[tuple[str, dict[str, Any]]]:
+    from data_pipelines import preprocess  # pylint: disable=g-import-not-at-top
+    from mesm_jax import text  # pylint: disable=g-import-not-at-top
+    c = self.builder_config
+    tokenizer = text.get_tokenizer(c.tokenizer_config())
+    examples = preprocess.iter_examples(
+        self.DATASET, raw_dir, split, cache_dir=cache_dir,
+        img_interval=c.img_interval, log_mel=c.log_mel,
+        face_detector=c.face_detector, splits_dir=splits_dir,
+        num_workers=self._num_workers, progress=self._progress)
+    for clip_id, ex in examples:
+      yield clip_id, to_tfds_example(clip_id, ex, tokenizer, c.text_max_len)
+
+
+def to_tfds_example(clip_id: str, ex: dict[str, Any], tokenizer,
+                    text_max_len: int) -> dict[str, Any]:
+  """Checks one preprocessed example and adds its token ids."""
+  check_example(clip_id, ex)
+  ids, mask = tokenizer.encode([ex['text']], text_max_len)
+  ids, mask = np.asarray(ids), np.asarray(mask)
+  if ids.shape != (1, text_max_len) or mask.shape != (1, text_max_len):
+    raise ValueError(f'clip {clip_id}: tokenizer returned ids {ids.shape}, '
+                     f'mask {mask.shape}; expected (1, {text_max_len})')
+  return {
+      'clip_id': clip_id,
+      'text': ex['text'],
+      'text_ids': ids[0].astype(np.int32),
+      'text_mask': mask[0].astype(np.int32),
+      'faces': ex['faces'],
+      'spec': ex['spec'],
+      'labels': np.asarray(ex['labels'], np.float32),
+      'n_frames': np.int32(ex['n_frames']),
+      'n_chunks': np.int32(ex['n_chunks']),
+      'face_fallbacks': np.int32(ex['face_fallbacks']),
+  }
+
+
+def check_example(clip_id: str, ex: dict[str, Any]) -> None:
+  """Raises a ValueError naming the clip when an example breaks the contract."""
+  expected = {
+      'faces': (np.uint8, (FACE_SIZE, FACE_SIZE, 3)),
+      'spec': (np.float16, (N_MELS, CHUNK_FRAMES)),
+  }
+  for key, (dtype, inner) in expected.items():
+    arr = ex.get(key)
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or (
+        arr.shape[1:] != inner) or arr.shape[0] < 1:
+      got = (arr.dtype, arr.shape) if isinstance(arr, np.ndarray) else arr
+      raise ValueError(f'clip {clip_id}: {key} must be {np.dtype(dtype)} '
+                       f'[n>=1, {", ".join(map(str, inner))}], got {got}')
+  counts = {'n_frames': ex['faces'].shape[0], 'n_chunks': ex['spec'].shape[0]}
+  for key, n in counts.items():
+    if int(ex.get(key, -1)) != n:
+      raise ValueError(f'clip {clip_id}: {key}={ex.get(key)} but the array '
+                       f'holds {n}')
+  labels = np.asarray(ex.get('labels'))
+  if labels.shape != (NUM_EMOTIONS,):
+    raise ValueError(f'clip {clip_id}: labels shape {labels.shape}, expected '
+                     f'({NUM_EMOTIONS},)')
+  if not isinstance(ex.get('text'), str):
+    raise ValueError(f'clip {clip_id}: text must be a str, got '
+                     f'{type(ex.get("text")).__name__}')
