@@ -1,0 +1,464 @@
+"""Synthetic raw releases (CMU-MOSEI and IEMOCAP layouts) with learnable labels.
+
+The files look like the real releases, so the whole path (readers, video
+decoding, MTCNN, mel spectrogram, TFDS, training) runs on them:
+
+* ``write_mosei_raw``: mp4 videos ('mp4v', 30 fps), 16 kHz mono wavs,
+  ``___`` transcripts, label CSVs with one row per annotator and the real
+  column names, and split files.  Usually one emotion per clip, sometimes two.
+* ``write_iemocap_raw``: side-by-side two-speaker dialogs as XVID .avi, stereo
+  wavs (one speaker per channel), transcriptions and EmoEvaluation files; one of
+  IEMOCAP's 6 classes per utterance (plus a few 'xxx' utterances outside the
+  splits, as in the real release).
+
+Every modality carries the label on its own:
+  text  - emotion words among neutral filler words;
+  face  - a drawn face whose mouth curve, mouth opening, brows and eyes follow
+          the emotion (random position, size, skin tone, background, noise);
+          with two emotions the face alternates between them every 0.5 s;
+  voice - a harmonic tone whose base pitch and syllable rate follow the
+          emotion (random speaker shift, vibrato, noise); two emotions sum.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.io import wavfile
+
+EMOTIONS_MOSEI = ('anger', 'disgust', 'fear', 'happiness', 'sadness',
+                  'surprise')
+EMOTIONS_IEMOCAP = ('ang', 'exc', 'fru', 'hap', 'neu', 'sad')
+FPS = 30
+SAMPLE_RATE = 16000
+SEGMENT_S = 0.5           # a two-emotion face alternates every 0.5 s
+
+
+@dataclasses.dataclass(frozen=True)
+class Expression:
+  """Face parameters (relative to the face size) and voice of an emotion."""
+  mouth_curve: float      # > 0 smile, < 0 frown
+  mouth_open: float       # 0 closed .. 1 wide open
+  brow_tilt: float        # > 0 inner ends down (anger), < 0 inner ends up
+  brow_raise: float       # > 0 brows higher
+  eye_open: float         # 1 normal
+  skew: float             # mouth asymmetry (disgust, frustration)
+  pitch: float            # Hz
+  rate: float             # syllables per second
+
+
+_EXPR = {
+    'anger': Expression(-0.25, 0.15, 0.7, -0.1, 0.6, 0.0, 200, 6.5),
+    'disgust': Expression(-0.2, 0.0, 0.25, 0.0, 0.55, 0.6, 130, 2.5),
+    'fear': Expression(-0.1, 0.55, -0.6, 0.35, 1.35, 0.0, 310, 8.0),
+    'happiness': Expression(0.65, 0.25, 0.0, 0.05, 0.85, 0.0, 250, 5.0),
+    'sadness': Expression(-0.6, 0.0, -0.7, 0.1, 0.75, 0.0, 105, 2.0),
+    'surprise': Expression(0.0, 1.0, 0.0, 0.55, 1.45, 0.0, 360, 3.5),
+    'excited': Expression(0.75, 0.8, 0.0, 0.35, 1.2, 0.0, 330, 7.0),
+    'frustrated': Expression(-0.3, 0.05, 0.45, -0.05, 0.8, 0.45, 150, 4.0),
+    'neutral': Expression(0.0, 0.05, 0.0, 0.0, 1.0, 0.0, 170, 3.0),
+}
+_IEMOCAP_EXPR = dict(zip(EMOTIONS_IEMOCAP, ('anger', 'excited', 'frustrated',
+                                            'happiness', 'neutral',
+                                            'sadness')))
+
+_WORDS = {
+    'anger': ('angry', 'furious', 'mad', 'outraged', 'livid'),
+    'disgust': ('disgusting', 'gross', 'nasty', 'revolting', 'sickening'),
+    'fear': ('afraid', 'scared', 'terrified', 'nervous', 'frightened'),
+    'happiness': ('happy', 'glad', 'delighted', 'joyful', 'wonderful'),
+    'sadness': ('sad', 'unhappy', 'depressed', 'miserable', 'heartbroken'),
+    'surprise': ('surprised', 'amazed', 'astonished', 'shocked', 'stunned'),
+    'excited': ('excited', 'thrilled', 'awesome', 'fantastic', 'pumped'),
+    'frustrated': ('frustrated', 'stuck', 'irritated', 'fed up', 'annoying'),
+    'neutral': ('okay', 'fine', 'normal', 'usual', 'alright'),
+}
+_TOPICS = ('the movie', 'my job', 'the weather', 'this game', 'our trip',
+           'the dinner', 'the meeting', 'that book', 'the news', 'my car')
+_TEMPLATES = ('i feel {w} about {t}', 'honestly {t} made me {w}',
+              'i was so {w} when i saw {t}', 'well {t} is just {w}',
+              '{t} left me {w} and i think {w2}')
+
+
+# ------------------------------------------------------------------- faces
+
+
+def _face_layout(rng: np.random.Generator, width: int, height: int) -> dict:
+  """Per-clip face placement and colours."""
+  size = rng.uniform(0.55, 0.7) * min(width, height)
+  return {
+      'cx': width / 2 + rng.uniform(-0.12, 0.12) * width,
+      'cy': height / 2 + rng.uniform(-0.08, 0.08) * height,
+      'size': size,
+      'skin': tuple(float(c) for c in np.clip(
+          np.array([95, 135, 190]) * rng.uniform(0.7, 1.15), 0, 255)),  # BGR
+      'hair': tuple(float(c) for c in rng.uniform(10, 90, 3)),
+      'bg': tuple(float(c) for c in rng.uniform(40, 220, 3)),
+  }
+
+
+def draw_face(img: np.ndarray, layout: dict, expr: Expression,
+              jitter: tuple[float, float] = (0.0, 0.0)) -> None:
+  """Draws a face (BGR) in place: head, hair, eyes, brows, nose, mouth."""
+  s = layout['size']
+  cx, cy = layout['cx'] + jitter[0], layout['cy'] + jitter[1]
+  p = lambda x, y: (int(round(cx + x * s)), int(round(cy + y * s)))  # noqa
+  ax = lambda a, b: (int(round(a * s)), int(round(b * s)))  # noqa
+  cv2.ellipse(img, p(0, -0.12), ax(0.42, 0.42), 0, 180, 360, layout['hair'],
+              -1, cv2.LINE_AA)
+  cv2.ellipse(img, p(0, 0), ax(0.36, 0.47), 0, 0, 360, layout['skin'], -1,
+              cv2.LINE_AA)
+  for side in (-1, 1):
+    cv2.ellipse(img, p(side * 0.37, 0.02), ax(0.05, 0.1), 0, 0, 360,
+                layout['skin'], -1, cv2.LINE_AA)                      # ears
+    eye_h = max(0.012, 0.045 * expr.eye_open)
+    cv2.ellipse(img, p(side * 0.15, -0.08), ax(0.085, eye_h), 0, 0, 360,
+                (245, 245, 245), -1, cv2.LINE_AA)
+    cv2.circle(img, p(side * 0.15, -0.08), max(1, int(0.035 * s)),
+               (40, 30, 20), -1, cv2.LINE_AA)
+    inner_y = -0.2 - expr.brow_raise * 0.12 + expr.brow_tilt * 0.06
+    outer_y = -0.2 - expr.brow_raise * 0.12 - expr.brow_tilt * 0.06
+    cv2.line(img, p(side * 0.06, inner_y), p(side * 0.26, outer_y),
+             layout['hair'], max(2, int(0.03 * s)), cv2.LINE_AA)
+  shade = tuple(c * 0.75 for c in layout['skin'])
+  nose = np.array([p(0, -0.05), p(-0.06, 0.1), p(0.06, 0.1)], np.int32)
+  cv2.fillConvexPoly(img, nose, shade, cv2.LINE_AA)
+  _draw_mouth(img, p, s, expr)
+
+
+def _draw_mouth(img, p, s, expr: Expression) -> None:
+  xs = np.linspace(-0.17, 0.17, 17)
+  curve = expr.mouth_curve * 0.09 * (1 - (xs / 0.17) ** 2)
+  top = 0.24 - curve + expr.skew * 0.05 * xs / 0.17
+  upper = np.array([p(x, y) for x, y in zip(xs, top)], np.int32)
+  if expr.mouth_open > 0.1:
+    bottom = top + expr.mouth_open * 0.12 * (1 - (xs / 0.17) ** 2)
+    lower = np.array([p(x, y) for x, y in zip(xs[::-1], bottom[::-1])],
+                     np.int32)
+    cv2.fillPoly(img, [np.concatenate([upper, lower])], (40, 20, 90),
+                 cv2.LINE_AA)
+  cv2.polylines(img, [upper], False, (50, 40, 140), max(2, int(0.025 * s)),
+                cv2.LINE_AA)
+
+
+def render_frame(width: int, height: int, layout: dict, expr: Expression,
+                 rng: np.random.Generator, noise: np.ndarray) -> np.ndarray:
+  """One BGR frame: background, face with position jitter, noise."""
+  img = np.empty((height, width, 3), np.uint8)
+  img[:] = np.array(layout['bg'], np.uint8)
+  draw_face(img, layout, expr, tuple(rng.normal(0, 2.0, 2)))
+  off = rng.integers(0, noise.shape[0] - height + 1)
+  return cv2.add(img, noise[off:off + height, :width], dtype=cv2.CV_8U)
+
+
+def _noise_texture(rng, width: int, height: int) -> np.ndarray:
+  return rng.integers(0, 24, (height + 32, width, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------- voice
+
+
+def voice(expressions: list[Expression], duration: float,
+          rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+  """A float waveform in [-1, 1]: one harmonic voice per emotion, summed."""
+  t = np.arange(int(round(duration * sr))) / sr
+  out = np.zeros_like(t)
+  shift = rng.uniform(0.92, 1.08)
+  for expr in expressions:
+    f0 = expr.pitch * shift * (1 + 0.03 * np.sin(2 * np.pi * 5.5 * t +
+                                                 rng.uniform(0, 6.3)))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    rate = expr.rate * rng.uniform(0.9, 1.1)
+    env = np.clip(np.sin(np.pi * rate * t + rng.uniform(0, np.pi)), 0, 1) ** 2
+    out += tone * env / len(expressions)
+  out = 0.25 * out + 0.01 * rng.standard_normal(t.size)
+  return np.clip(out, -1, 1)
+
+
+def _pcm16(x: np.ndarray) -> np.ndarray:
+  return (np.clip(x, -1, 1) * 32767).astype(np.int16)
+
+
+# -------------------------------------------------------------------- text
+
+
+def sentence(names: list[str], rng: np.random.Generator) -> str:
+  """Filler words with one or two emotion words per emotion."""
+  words = [str(rng.choice(_WORDS[n])) for n in names]
+  if len(words) == 1:
+    words.append(str(rng.choice(_WORDS[names[0]])))
+  template = str(rng.choice(_TEMPLATES))
+  text = template.format(w=words[0], w2=words[1], t=str(rng.choice(_TOPICS)))
+  if '{w2}' not in template and len(names) > 1:
+    text += f' and {words[1]}'
+  return text
+
+
+# ------------------------------------------------------------------- MOSEI
+
+
+def _mosei_labels(rng: np.random.Generator) -> list[int]:
+  first = int(rng.integers(6))
+  if rng.random() < 0.25:
+    second = int(rng.choice([e for e in range(6) if e != first]))
+    return sorted([first, second])
+  return [first]
+
+
+def _annotator_rows(video: str, clip: int, present: list[int],
+                    rng: np.random.Generator) -> list[dict]:
+  rows = []
+  scores = np.zeros((3, 6), int)
+  for e in present:
+    scores[:, e] = rng.integers(0, 4, 3)
+    scores[rng.integers(3), e] = rng.integers(1, 4)     # sum > 0
+  for a in range(3):
+    row = {'HITId': f'H{video}{clip}', 'WorkerId': f'W{a}',
+           'Input.VIDEO_ID': video, 'Input.CLIP': str(clip),
+           'Answer.sentiment': str(int(rng.integers(-3, 4)))}
+    row.update({f'Answer.{n}': str(scores[a, i])
+                for i, n in enumerate(EMOTIONS_MOSEI)})
+    rows.append(row)
+  return rows
+
+
+def _write_video(path: Path, fourcc: str, width: int, height: int,
+                 frames) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS,
+                           (width, height))
+  if not writer.isOpened():
+    raise RuntimeError(f'OpenCV cannot write {fourcc} video {path}')
+  for frame in frames:
+    writer.write(frame)
+  writer.release()
+
+
+def _segment_expr(exprs: list[Expression], t: float) -> Expression:
+  return exprs[int(t / SEGMENT_S) % len(exprs)]
+
+
+def _mosei_video(root: Path, video: str, clips: list[dict],
+                 rng: np.random.Generator, size: tuple[int, int]) -> None:
+  width, height = size
+  total = clips[-1]['end'] + 0.3
+  noise = _noise_texture(rng, width, height)
+  wave = 0.01 * rng.standard_normal(int(round(total * SAMPLE_RATE)))
+
+  def frames():
+    layout = _face_layout(rng, width, height)
+    current, frame = None, None
+    for i in range(int(round(total * FPS))):
+      t = i / FPS
+      clip = next((c for c in clips if c['start'] <= t < c['end']), None)
+      if clip is not None and clip is not current:
+        current, layout = clip, _face_layout(rng, width, height)
+      names = clip['names'] if clip else ['neutral']
+      expr = _segment_expr([_EXPR[n] for n in names],
+                           t - (clip['start'] if clip else 0.0))
+      if i % 3 == 0:                    # faces move at 10 Hz
+        frame = render_frame(width, height, layout, expr, rng, noise)
+      yield frame
+
+  _write_video(root / 'Videos' / 'Full' / 'Combined' / f'{video}.mp4',
+               'mp4v', width, height, frames())
+  for c in clips:
+    a, b = int(round(c['start'] * SAMPLE_RATE)), int(round(c['end'] *
+                                                           SAMPLE_RATE))
+    wave[a:b] += voice([_EXPR[n] for n in c['names']], c['end'] - c['start'],
+                       rng)[:b - a]
+  path = root / 'Audio' / 'WAV_16000' / f'{video}.wav'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  wavfile.write(path, SAMPLE_RATE, _pcm16(wave))
+
+
+def _write_splits(out_dir: Path, ids: list[str], rng: np.random.Generator,
+                  fractions=(0.7, 0.15)) -> dict[str, list[str]]:
+  ids = list(ids)
+  rng.shuffle(ids)
+  n_train = int(round(len(ids) * fractions[0]))
+  n_valid = max(1, int(round(len(ids) * fractions[1])))
+  splits = {'train': ids[:n_train], 'valid': ids[n_train:n_train + n_valid],
+            'test': ids[n_train + n_valid:]}
+  (out_dir / 'splits').mkdir(parents=True, exist_ok=True)
+  for name, members in splits.items():
+    (out_dir / 'splits' / f'{name}.txt').write_text(
+        ''.join(f'{i}\n' for i in members))
+  return splits
+
+
+def write_mosei_raw(out_dir: str | Path, num_clips: int = 240, seed: int = 0,
+                    *, frame_size: tuple[int, int] = (320, 240),
+                    clip_seconds: tuple[float, float] = (2.0, 4.0)) -> dict:
+  """Writes a CMU-MOSEI raw release of ``num_clips`` clips under ``out_dir``.
+
+  Returns (and writes to ``out_dir/ground_truth.json``) clip id -> {video,
+  start, end, text, labels, emotions, split}.
+  """
+  out_dir = Path(out_dir)
+  rng = np.random.default_rng(seed)
+  truth, rows, n = {}, [], 0
+  while n < num_clips:
+    video = f'-syn{len({v["video"] for v in truth.values()}):03d}_x'
+    clips, t = [], 0.4
+    for k in range(min(int(rng.integers(2, 5)), num_clips - n)):
+      present = _mosei_labels(rng)
+      dur = float(rng.uniform(*clip_seconds))
+      names = [EMOTIONS_MOSEI[e] for e in present]
+      clips.append({'clip': k, 'start': round(t, 3), 'end': round(t + dur, 3),
+                    'names': names, 'text': sentence(names, rng)})
+      rows += _annotator_rows(video, k, present, rng)
+      t += dur + float(rng.uniform(0.2, 0.6))
+    _mosei_video(out_dir, video, clips, rng, frame_size)
+    lines = [f'{video}___{c["clip"]}___{c["start"]}___{c["end"]}___'
+             f'{c["text"]}\n' for c in clips]
+    tr = out_dir / 'Transcript' / 'Combined' / f'{video}.txt'
+    tr.parent.mkdir(parents=True, exist_ok=True)
+    tr.write_text(''.join(lines))
+    for c in clips:
+      labels = [float(e in c['names']) for e in EMOTIONS_MOSEI]
+      truth[f'{video}_{c["clip"]}'] = {
+          'video': video, 'start': c['start'], 'end': c['end'],
+          'text': c['text'], 'labels': labels, 'emotions': c['names']}
+    n += len(clips)
+  _write_label_csvs(out_dir, rows)
+  return _finish_truth(out_dir, truth, rng)
+
+
+def _write_label_csvs(out_dir: Path, rows: list[dict]) -> None:
+  (out_dir / 'Labels').mkdir(parents=True, exist_ok=True)
+  half = len(rows) // 2
+  for name, part in (('batch_1.csv', rows[:half]), ('batch_2.csv',
+                                                     rows[half:])):
+    with open(out_dir / 'Labels' / name, 'w', newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(part)
+
+
+def _finish_truth(out_dir: Path, truth: dict, rng) -> dict:
+  splits = _write_splits(out_dir, list(truth), rng)
+  for name, members in splits.items():
+    for clip_id in members:
+      truth[clip_id]['split'] = name
+  (out_dir / 'ground_truth.json').write_text(json.dumps(truth, indent=0))
+  return truth
+
+
+# ----------------------------------------------------------------- IEMOCAP
+
+
+def _iemocap_dialog_name(index: int) -> tuple[int, str]:
+  session = index % 5 + 1
+  letter = 'FM'[(index // 5) % 2]
+  kind = (f'impro{index // 10 + 1:02d}' if index % 3 else
+          f'script{index // 10 + 1:02d}_{index % 2 + 1}')
+  return session, f'Ses{session:02d}{letter}_{kind}'
+
+
+def _iemocap_dialog(root: Path, session: int, dialog: str,
+                    utts: list[dict], rng: np.random.Generator,
+                    half: int) -> None:
+  base = root / f'Session{session}' / 'dialog'
+  total = utts[-1]['end'] + 0.3
+  width, height = 2 * half, half
+  noise = _noise_texture(rng, width, height)
+  layouts = {s: _face_layout(rng, half, half) for s in ('left', 'right')}
+  listener = {s: _EXPR['neutral'] for s in ('left', 'right')}
+
+  def frames():
+    frame = None
+    for i in range(int(round(total * FPS))):
+      t = i / FPS
+      u = next((u for u in utts if u['start'] <= t < u['end']), None)
+      if i % 3 == 0:
+        parts = []
+        for s in ('left', 'right'):
+          expr = (_EXPR[_IEMOCAP_EXPR[u['code']]] if u and u['side'] == s
+                  else (u['listener'] if u else listener[s]))
+          parts.append(render_frame(half, half, layouts[s], expr, rng,
+                                    noise[:, :half]))
+        frame = np.concatenate(parts, axis=1)
+      yield frame
+
+  _write_video(base / 'avi' / 'DivX' / f'{dialog}.avi', 'XVID', width, height,
+               frames())
+  wave = 0.005 * rng.standard_normal((int(round(total * SAMPLE_RATE)), 2))
+  for u in utts:
+    a = int(round(u['start'] * SAMPLE_RATE))
+    v = voice([_EXPR[_IEMOCAP_EXPR[u['code']]]], u['end'] - u['start'], rng)
+    b = min(a + v.size, wave.shape[0])
+    ch = 0 if u['side'] == 'left' else 1
+    wave[a:b, ch] += v[:b - a]
+    wave[a:b, 1 - ch] += 0.1 * v[:b - a]          # crosstalk
+  (base / 'wav').mkdir(parents=True, exist_ok=True)
+  wavfile.write(base / 'wav' / f'{dialog}.wav', SAMPLE_RATE, _pcm16(wave))
+  _iemocap_text_files(base, dialog, utts)
+
+
+def _iemocap_text_files(base: Path, dialog: str, utts: list[dict]) -> None:
+  trans = [f'{u["id"]} [{u["start"]:08.4f}-{u["end"]:08.4f}]: {u["text"]}\n'
+           for u in utts]
+  emo = ['% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n', '\n']
+  for u in utts:
+    emo += [f'[{u["start"]:.4f} - {u["end"]:.4f}]\t{u["id"]}\t{u["code"]}\t'
+            '[2.5000, 2.5000, 2.5000]\n',
+            f'C-E1:\t{u["code"]};\t()\n', 'A-E1:\tval 3; act 3; dom  3;\t()\n',
+            '\n']
+  for sub, lines in (('transcriptions', trans), ('EmoEvaluation', emo)):
+    (base / sub).mkdir(parents=True, exist_ok=True)
+    (base / sub / f'{dialog}.txt').write_text(''.join(lines))
+
+
+def write_iemocap_raw(out_dir: str | Path, num_dialogs: int = 6,
+                      seed: int = 0, *, utterances_per_dialog: int = 8,
+                      half_size: int = 160,
+                      clip_seconds: tuple[float, float] = (2.0, 4.0)) -> dict:
+  """Writes an IEMOCAP full release (``Session<n>/dialog/...``) under out_dir.
+
+  Returns (and writes to ``out_dir/ground_truth.json``) utterance id ->
+  {dialog, start, end, text, labels, code, side, split}.  About one utterance
+  in 20 gets the code 'xxx' (no agreement) and stays out of the split files.
+  """
+  out_dir = Path(out_dir)
+  rng = np.random.default_rng(seed)
+  truth = {}
+  for d in range(num_dialogs):
+    session, dialog = _iemocap_dialog_name(d)
+    counters, utts, t = {'F': 0, 'M': 0}, [], 0.3
+    for _ in range(utterances_per_dialog):
+      spk = str(rng.choice(['F', 'M']))
+      uid = f'{dialog}_{spk}{counters[spk]:03d}'
+      counters[spk] += 1
+      code = ('xxx' if rng.random() < 0.05 else
+              str(rng.choice(EMOTIONS_IEMOCAP)))
+      name = _IEMOCAP_EXPR.get(code, 'neutral')
+      text = sentence([name], rng)
+      if rng.random() < 0.1:
+        text = f'hmm: {text}'                 # a colon inside the words
+      dur = float(rng.uniform(*clip_seconds))
+      side = 'left' if dialog.split('_')[0][-1] == spk else 'right'
+      utts.append({'id': uid, 'start': round(t, 4), 'end': round(t + dur, 4),
+                   'code': code, 'text': text, 'side': side,
+                   'listener': _EXPR[str(rng.choice(list(_EXPR)))]})
+      t += dur + float(rng.uniform(0.2, 0.6))
+    _iemocap_dialog(out_dir, session, dialog, utts, rng, half_size)
+    for u in utts:
+      one_hot = [float(u['code'] == c) for c in EMOTIONS_IEMOCAP]
+      truth[u['id']] = {'dialog': dialog, 'start': u['start'],
+                        'end': u['end'], 'text': u['text'], 'labels': one_hot,
+                        'code': u['code'], 'side': u['side']}
+  usable = {k: v for k, v in truth.items() if v['code'] != 'xxx'}
+  splits = _write_splits(out_dir, list(usable), rng)
+  for name, members in splits.items():
+    for uid in members:
+      truth[uid]['split'] = name
+  (out_dir / 'ground_truth.json').write_text(json.dumps(truth, indent=0))
+  return truth
