@@ -1,0 +1,163 @@
+"""Sparse VGG stages of MESM with static shapes: ``masked`` and ``gathered``.
+
+Axis letters:
+  N : frames (clips x frames, or clips x spectrogram chunks), flattened
+  H, W : rows and columns of a frame's feature map; n = H * W positions
+  K : the static capacity of a stage, ``nucleus_capacity(n, top_p)``
+  C, O : input and output channels
+  9 : the 3x3 neighbourhood of a position, (dy, dx) in row-major order
+
+A sparse stage is a submanifold VGG block: a 3x3 convolution without bias
+whose output exists only at active positions and whose input from inactive
+neighbours is zero, BatchNorm over active positions only, ReLU, twice; then a
+2x2 max-pool whose output is active where any of its four inputs is active.
+Its input and output are dense maps with zeros where inactive, plus the
+active masks.
+
+Both implementations have one signature,
+
+    stage(x, active, frame_weight, kernels, norm, capacity) -> (y, active_out)
+
+with ``x [N,H,W,C]``, ``active [N,H,W]`` bool, ``frame_weight [N]`` (real
+frame = 1), ``kernels`` a sequence of ``[3,3,C_in,O]`` kernels and
+``norm(i, h, w)`` the i-th BatchNorm + ReLU applied to entries ``h [...,O]``
+with weights ``w [...]``.
+
+* ``masked_stage``: dense convolutions, masked after every step.  The
+  reference; cost independent of ``top_p``.
+* ``gathered_stage``: the active positions of each frame are gathered into a
+  buffer ``[N,K,C]``; each slot's neighbourhood is read from that buffer
+  through a neighbour index table ``[N,K,9]`` (missing neighbours read a zero
+  row) and one matmul with the ``[9*C, O]`` kernel computes the convolution.
+  Work scales with ``K``, i.e. with ``top_p``.  Only the pooling goes
+  through the dense map.
+
+Positions beyond the capacity would be dropped by ``gathered_stage``; a
+nucleus never has more than ``K`` positions (the bound is tested), and the
+pooled mask of one stage only enters the next stage through a new nucleus.
+"""
+
+import functools
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Norm = Callable[[int, jax.Array, jax.Array], jax.Array]
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Dense 3x3 convolution, zero padding 1, no bias: [N,H,W,C] -> [N,H,W,O]."""
+  return jax.lax.conv_general_dilated(
+      x, kernel.astype(x.dtype), window_strides=(1, 1),
+      padding=((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def masked_max_pool(x: jax.Array, active: jax.Array) -> Tuple[jax.Array, jax.Array]:
+  """2x2 stride-2 max over active inputs; output active if any input is.
+
+  Inactive outputs are zero.  Odd trailing rows/columns are dropped (floor),
+  as a dense 2x2 max-pool does.
+  """
+  n, h, w, c = x.shape
+  h2, w2 = h // 2, w // 2
+  low = jnp.finfo(x.dtype).min
+  y = jnp.where(active[..., None], x, low)[:, :2 * h2, :2 * w2]
+  y = y.reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
+  a = active[:, :2 * h2, :2 * w2].reshape(n, h2, 2, w2, 2).any(axis=(2, 4))
+  return jnp.where(a[..., None], y, 0).astype(x.dtype), a
+
+
+def masked_stage(
+    x: jax.Array, active: jax.Array, frame_weight: jax.Array,
+    kernels: Sequence[jax.Array], norm: Norm, capacity: Optional[int] = None,
+) -> Tuple[jax.Array, jax.Array]:
+  """Sparse stage as dense convolutions with the mask applied (reference)."""
+  del capacity  # the dense maps hold every position
+  keep = active[..., None].astype(x.dtype)
+  weights = frame_weight[:, None, None] * active
+  h = x * keep
+  for i, kernel in enumerate(kernels):
+    h = conv3x3(h, kernel) * keep
+    h = norm(i, h, weights) * keep
+  return masked_max_pool(h, active)
+
+
+@functools.lru_cache(maxsize=None)
+def neighbour_table(h: int, w: int) -> np.ndarray:
+  """``[n, 9]`` flat position of each 3x3 neighbour; ``n`` where off the map."""
+  ys, xs = np.divmod(np.arange(h * w), w)
+  cols = []
+  for dy in (-1, 0, 1):
+    for dx in (-1, 0, 1):
+      ny, nx = ys + dy, xs + dx
+      inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+      cols.append(np.where(inside, ny * w + nx, h * w))
+  return np.stack(cols, axis=1).astype(np.int32)
+
+
+class CompactLayout(NamedTuple):
+  """Where each frame's active positions live in a ``[N,K,...]`` buffer."""
+  index: jax.Array        # [N,K] flat position held by each slot
+  valid: jax.Array        # [N,K] slot holds an active position
+  slot_of_pos: jax.Array  # [N,n] slot of each position; K = none (zero row)
+  neighbours: jax.Array   # [N,K,9] slot of each neighbour; K = none
+
+
+def compact_layout(active: jax.Array, capacity: int) -> CompactLayout:
+  """Slots of the active positions, in position order, and their neighbours."""
+  n_frames, h, w = active.shape
+  flat = active.reshape(n_frames, h * w)
+  index = jnp.argsort(~flat, axis=-1, stable=True)[:, :capacity]
+  valid = jnp.take_along_axis(flat, index, axis=-1)
+  rank = jnp.cumsum(flat, axis=-1) - 1
+  slot_of_pos = jnp.where(flat & (rank < capacity), rank, capacity)
+  padded = jnp.pad(slot_of_pos, ((0, 0), (0, 1)), constant_values=capacity)
+  pos_nb = jnp.asarray(neighbour_table(h, w))[index]          # [N,K,9]
+  neighbours = jax.vmap(lambda s, p: s[p])(padded, pos_nb)
+  return CompactLayout(index.astype(jnp.int32), valid,
+                       slot_of_pos.astype(jnp.int32),
+                       neighbours.astype(jnp.int32))
+
+
+def _with_zero_row(h: jax.Array) -> jax.Array:
+  return jnp.concatenate([h, jnp.zeros_like(h[:, :1])], axis=1)
+
+
+def gathered_conv3x3(
+    h: jax.Array, neighbours: jax.Array, kernel: jax.Array
+) -> jax.Array:
+  """Submanifold 3x3 conv on a compact buffer: [N,K,C] -> [N,K,O]."""
+  n_frames, k, c = h.shape
+  patches = jax.vmap(lambda b, i: b[i])(_with_zero_row(h), neighbours)
+  patches = patches.reshape(n_frames, k, 9 * c)               # (dy, dx, c)
+  return patches @ kernel.reshape(9 * c, -1).astype(h.dtype)
+
+
+def gathered_stage(
+    x: jax.Array, active: jax.Array, frame_weight: jax.Array,
+    kernels: Sequence[jax.Array], norm: Norm, capacity: Optional[int] = None,
+) -> Tuple[jax.Array, jax.Array]:
+  """Sparse stage computed only at the (at most ``capacity``) active slots."""
+  n_frames, hgt, wid, c = x.shape
+  capacity = hgt * wid if capacity is None else capacity
+  layout = compact_layout(active, capacity)
+  rows = jax.vmap(lambda b, i: b[i])
+  h = rows(x.reshape(n_frames, hgt * wid, c), layout.index)   # [N,K,C]
+  weights = frame_weight[:, None] * layout.valid
+  for i, kernel in enumerate(kernels):
+    h = gathered_conv3x3(h, layout.neighbours, kernel)
+    h = norm(i, h, weights)
+  dense = rows(_with_zero_row(h), layout.slot_of_pos)         # [N,n,O]
+  dense = dense.reshape(n_frames, hgt, wid, h.shape[-1])
+  return masked_max_pool(dense, active)
+
+
+STAGES = {'masked': masked_stage, 'gathered': gathered_stage}
+
+
+def get_stage(impl: str):
+  if impl not in STAGES:
+    raise ValueError(f'sparse_impl must be one of {sorted(STAGES)}, got {impl!r}')
+  return STAGES[impl]
