@@ -66,7 +66,7 @@ def builder_config(config: ConfigDict, face_detector: str | None = None
       scratch_vocab_size=config.get('scratch_vocab_size', 30522),
       text_max_len=config.text_max_len, img_interval=config.img_interval,
       log_mel=config.log_mel, face_detector=face_detector,
-      synthetic=synthetic)
+      synthetic=synthetic, text_rule=config.get('text_rule', 'last_colon'))
   for named in _builder_cls(config).BUILDER_CONFIGS:
     if named.same_data(wanted):
       return named

@@ -18,7 +18,8 @@ from data_pipelines import input_pipeline as ip
 from data_pipelines import synthetic
 
 NUM_CLIPS = 40
-MAX_FRAMES, MAX_CHUNKS = 8, 6
+MAX_FRAMES, MAX_CHUNKS = 8, 8
+CLIP_SECONDS = (0.5, 5.0)   # ~1-10 frames, ~2-13 chunks: 3 buckets + caps
 KEYS = {'text_ids': np.int32, 'text_mask': np.int32, 'faces': np.float32,
         'face_mask': np.bool_, 'spec': np.float32, 'spec_mask': np.bool_,
         'labels': np.float32, 'clip_mask': np.bool_, 'clip_id': np.object_}
@@ -37,12 +38,20 @@ def _config(**overrides):
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
   root = tmp_path_factory.mktemp('pipeline')
-  synthetic.write_mosei_raw(root / 'raw', num_clips=NUM_CLIPS, seed=3)
+  synthetic.write_mosei_raw(root / 'raw', num_clips=NUM_CLIPS, seed=3,
+                            clip_seconds=CLIP_SECONDS)
   builder = ip.build_tfds(_config(), raw_dir=root / 'raw',
                           data_dir=root / 'tfds', num_workers=1,
                           progress=False)
   stored = {split: {ex['clip_id'].decode(): ex for ex in tfds.as_numpy(
       builder.as_dataset(split=split))} for split in ('train', 'test')}
+  lengths = [(len(e['faces']), len(e['spec'])) for e in stored['test'].values()]
+  buckets = {_np_bucket(min(f, MAX_FRAMES), min(c, MAX_CHUNKS))
+             for f, c in lengths}
+  # The data exercises what is tested: several buckets, capped clips.
+  assert len(buckets) >= 2, lengths
+  assert max(f for f, _ in lengths) > MAX_FRAMES, lengths
+  assert max(c for _, c in lengths) > MAX_CHUNKS, lengths
   return builder, stored
 
 

@@ -6,6 +6,8 @@ and checked against the split files, the skip log and the tokenizer.
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import chex
@@ -133,6 +135,27 @@ def test_iemocap_synthetic_build(tmp_path):
     for ex in _read_split(builder, split):
       assert ex['labels'].sum() == 1
   assert builder.info.metadata['emotions'] == list(synthetic.EMOTIONS_IEMOCAP)
+
+
+def test_tfds_build_command(tmp_path):
+  """The documented command builds what build_tfds then reads."""
+  raw = tmp_path / 'raw'
+  synthetic.write_mosei_raw(raw, num_clips=6, seed=4)   # 4/1/1 clips
+  root = Path(__file__).resolve().parents[1]
+  cmd = [sys.executable, '-m', 'data_pipelines.tfds', 'build',
+         str(root / 'data_pipelines/tfds/mosei_e2e.py'), '--config',
+         'synthetic', '--manual_dir', str(raw), '--data_dir',
+         str(tmp_path / 'tfds')]
+  done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  builder = input_pipeline.build_tfds(
+      mesm_jax.get_config('synthetic'), raw_dir='/nonexistent',
+      data_dir=tmp_path / 'tfds')
+  assert builder.builder_config.name == 'synthetic'
+  total = sum(builder.info.splits[s].num_examples for s in base.SPLITS)
+  assert total == 6 - len(_skipped_ids(tmp_path / 'tfds'))
+  assert total > 0
 
 
 @pytest.mark.parametrize('dataset,where', [('mosei', 'MultiComp'),

@@ -35,6 +35,15 @@ N_MELS = 128
 CHUNK_FRAMES = 32
 NUM_EMOTIONS = 6
 SPLITS = ('train', 'valid', 'test')
+CITATION = """\
+@inproceedings{dai-etal-2021-multimodal,
+  title = {Multimodal End-to-End Sparse Model for Emotion Recognition},
+  author = {Dai, Wenliang and Cahyawijaya, Samuel and Liu, Zihan and
+            Fung, Pascale},
+  booktitle = {Proceedings of NAACL-HLT 2021},
+  pages = {5305--5316},
+  year = {2021},
+}"""
 
 
 @dataclasses.dataclass(eq=False)
@@ -52,6 +61,8 @@ class E2EConfig(tfds.core.BuilderConfig):
     face_detector: 'mtcnn' (paper) | 'center' (centre crop, fast, tests).
     synthetic: the manual dir holds generated data (``synthetic.write_*_raw``)
       whose own split files (``<manual_dir>/splits``) are used.
+    text_rule: IEMOCAP transcripts: 'last_colon' (the original's rule, quirk
+      6) | 'full'.  Ignored for MOSEI.
   """
   text_model: str = 'albert-base-v2'
   text_checkpoint: str = ''
@@ -61,6 +72,7 @@ class E2EConfig(tfds.core.BuilderConfig):
   log_mel: bool = False
   face_detector: str = 'mtcnn'
   synthetic: bool = False
+  text_rule: str = 'last_colon'
 
   def tokenizer_config(self):
     """The fields of a mesm_jax config that ``get_tokenizer`` reads."""
@@ -94,8 +106,9 @@ def config_name(c: E2EConfig) -> str:
     text += '_' + hashlib.sha1(path.encode()).hexdigest()[:8]
   mel = 'logmel' if c.log_mel else 'powmel'
   prefix = 'synthetic-' if c.synthetic else ''
+  suffix = '' if c.text_rule == 'last_colon' else f'-text_{c.text_rule}'
   return (f'{prefix}{text}-L{c.text_max_len}-i{c.img_interval}-{mel}-'
-          f'{c.face_detector}')
+          f'{c.face_detector}{suffix}')
 
 
 def named_configs(synthetic: E2EConfig) -> list[E2EConfig]:
@@ -120,6 +133,7 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   DATASET: str = ''            # 'mosei' | 'iemocap' for preprocess
   EMOTIONS: tuple[str, ...] = ()
+  CITATION: str = ''           # the dataset's own reference, appended
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First release.'}
 
@@ -152,6 +166,7 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         }),
         supervised_keys=None,
         homepage='https://aclanthology.org/2021.naacl-main.417/',
+        citation=CITATION + self.CITATION,
         metadata=tfds.core.MetadataDict(emotions=list(self.EMOTIONS)),
     )
 
@@ -169,11 +184,13 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                                            splits_dir) for split in SPLITS}
 
   def _cache_key(self, raw_dir: Path) -> str:
-    """Per raw dir and preprocessing settings; tokenizers share the cache."""
-    c = self.builder_config
+    """One cache per raw dir; preprocess keys its entries by its settings.
+
+    Tokenizers do not enter the key: every text model reuses the faces and
+    spectrograms computed once.
+    """
     digest = hashlib.sha1(str(raw_dir.resolve()).encode()).hexdigest()[:10]
-    mel = 'logmel' if c.log_mel else 'powmel'
-    return f'{self.DATASET}-{digest}-i{c.img_interval}-{mel}-{c.face_detector}'
+    return f'{self.DATASET}-{digest}'
 
   def _generate_examples(self, raw_dir: Path, split: str, cache_dir: Path,
                          splits_dir: Path | None
@@ -182,13 +199,21 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     from mesm_jax import text  # pylint: disable=g-import-not-at-top
     c = self.builder_config
     tokenizer = text.get_tokenizer(c.tokenizer_config())
+    options = {'text_rule': c.text_rule} if self.DATASET == 'iemocap' else {}
     examples = preprocess.iter_examples(
         self.DATASET, raw_dir, split, cache_dir=cache_dir,
         img_interval=c.img_interval, log_mel=c.log_mel,
         face_detector=c.face_detector, splits_dir=splits_dir,
-        num_workers=self._num_workers, progress=self._progress)
+        num_workers=self._num_workers, progress=self._progress, **options)
+    count = 0
     for clip_id, ex in examples:
+      count += 1
       yield clip_id, to_tfds_example(clip_id, ex, tokenizer, c.text_max_len)
+    if not count:
+      raise ValueError(
+          f'{self.name}/{c.name}: no usable clip in split {split!r} of '
+          f'{raw_dir} (split file: {splits_dir or "the shipped one"}); the '
+          f'skipped clips and why are listed in {cache_dir}/skipped.jsonl')
 
 
 def to_tfds_example(clip_id: str, ex: dict[str, Any], tokenizer,

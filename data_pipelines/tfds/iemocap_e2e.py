@@ -3,11 +3,13 @@
   tfds build data_pipelines/tfds/iemocap_e2e.py --config albert \
       --manual_dir /data/IEMOCAP_full_release --data_dir ~/tensorflow_datasets
 
-Six classes, one per clip (anger, excited, frustrated, happy, neutral, sad),
+Six classes, one per clip (anger, excited, frustrated, happy, neutral, sad:
+ang, exc, fru, hap, neu, sad),
 trained as six binary outputs.  Splits: the authors' published ids (train
 5162, valid 737, test 1481).
 """
 
+from data_pipelines.readers import iemocap as iemocap_reader
 from data_pipelines.tfds import base
 
 _INSTRUCTIONS = """\
@@ -34,7 +36,7 @@ class IemocapE2e(base.E2EBuilder):
   """IEMOCAP clips: faces, mel chunks, transcript tokens, 6 classes."""
 
   DATASET = 'iemocap'
-  EMOTIONS = ('anger', 'excited', 'frustrated', 'happy', 'neutral', 'sad')
+  EMOTIONS = iemocap_reader.EMOTIONS   # label vector order: ang .. sad
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = base.named_configs(base.E2EConfig(
       name='synthetic', text_model='minilm', text_max_len=24,
@@ -42,3 +44,15 @@ class IemocapE2e(base.E2EBuilder):
       description='Generated clips in the IEMOCAP full-release layout '
       '(data_pipelines.synthetic.write_iemocap_raw), their own split files.'))
   DEFAULT_BUILDER_CONFIG_NAME = 'albert'
+  CITATION = """
+@article{busso-etal-2008-iemocap,
+  title = {{IEMOCAP}: Interactive Emotional Dyadic Motion Capture Database},
+  author = {Busso, Carlos and Bulut, Murtaza and Lee, Chi-Chun and
+            Kazemzadeh, Abe and Mower, Emily and Kim, Samuel and
+            Chang, Jeannette N. and Lee, Sungbok and Narayanan, Shrikanth S.},
+  journal = {Language Resources and Evaluation},
+  volume = {42},
+  number = {4},
+  pages = {335--359},
+  year = {2008},
+}"""

@@ -9,6 +9,7 @@ valid 1765, test 4188 listed; clips missing from the release are skipped and
 logged by the preprocessing).
 """
 
+from data_pipelines.readers import mosei as mosei_reader
 from data_pipelines.tfds import base
 
 _INSTRUCTIONS = """\
@@ -33,7 +34,7 @@ class MoseiE2e(base.E2EBuilder):
   """CMU-MOSEI clips: faces, mel chunks, transcript tokens, 6 emotions."""
 
   DATASET = 'mosei'
-  EMOTIONS = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise')
+  EMOTIONS = mosei_reader.EMOTIONS   # label vector order
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = base.named_configs(base.E2EConfig(
       name='synthetic', text_model='minilm', text_max_len=24,
@@ -41,3 +42,12 @@ class MoseiE2e(base.E2EBuilder):
       description='Generated clips in the MOSEI raw layout '
       '(data_pipelines.synthetic.write_mosei_raw), their own split files.'))
   DEFAULT_BUILDER_CONFIG_NAME = 'albert'
+  CITATION = """
+@inproceedings{zadeh-etal-2018-multimodal,
+  title = {Multimodal Language Analysis in the Wild: {CMU-MOSEI} Dataset and
+           Interpretable Dynamic Fusion Graph},
+  author = {Zadeh, AmirAli and Liang, Paul Pu and Poria, Soujanya and
+            Cambria, Erik and Morency, Louis-Philippe},
+  booktitle = {Proceedings of ACL 2018},
+  year = {2018},
+}"""

@@ -1,0 +1,36 @@
+"""``python -m data_pipelines.tfds build ...``: TFDS's own ``tfds build``.
+
+The ``tfds`` entry point of tensorflow-datasets 4.9 imports apache_beam (for
+its ``convert_format`` command) before it can build anything; this runs the
+same ``build`` command, with the same arguments, without apache_beam:
+
+  python -m data_pipelines.tfds build data_pipelines/tfds/mosei_e2e.py \\
+      --config albert --manual_dir /data/CMU-MOSEI \\
+      --data_dir ~/tensorflow_datasets
+
+(With apache-beam installed, ``tfds build`` takes exactly these arguments.)
+"""
+
+import sys
+
+from absl import app
+from tensorflow_datasets.scripts.cli import build
+from tensorflow_datasets.scripts.cli import cli_utils
+
+_parse_build_flags = cli_utils.make_flags_parser(
+    build.Args, description='Builds TFDS datasets (= `tfds build`).')
+
+
+def _parse_flags(argv: list[str]) -> build.Args:
+  if len(argv) < 2 or argv[1] != 'build':
+    sys.exit('usage: python -m data_pipelines.tfds build DATASET '
+             '[--config NAME] --manual_dir RAW_DIR [--data_dir DIR] ...')
+  return _parse_build_flags(argv[1:])
+
+
+def main(args: build.Args) -> None:
+  args.execute()
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)
