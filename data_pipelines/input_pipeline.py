@@ -22,7 +22,6 @@ Rules (docs/input_pipeline.md):
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -218,7 +218,9 @@ def bucket_index(f: tf.Tensor, c: tf.Tensor,
 def _pad_rows(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
   pad = tf.stack([0, size - tf.shape(x)[0]])
   paddings = tf.concat([pad[None], tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0)
-  return tf.pad(x, paddings)
+  out = tf.pad(x, paddings)
+  out.set_shape([None] + x.shape.as_list()[1:])   # keep the static inner dims
+  return out
 
 
 def prepare_clip(ex: dict[str, tf.Tensor], max_frames: int, max_chunks: int,
@@ -247,8 +249,11 @@ def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
                  ) -> dict[str, tf.Tensor]:
   """Pads a batch to ``batch_size`` clips, normalises faces, spec -> f32."""
   n = tf.shape(batch['labels'])[0]
-  out = {k: _pad_rows(v, batch_size) for k, v in batch.items()
-         if k != 'bucket'}
+  out = {}
+  for key, value in batch.items():
+    if key != 'bucket':
+      out[key] = _pad_rows(value, batch_size)
+      out[key].set_shape([batch_size] + value.shape.as_list()[1:])
   out['clip_mask'] = tf.range(batch_size) < n
   mean = tf.constant(FACE_MEAN, tf.float32)
   std = tf.constant(FACE_STD, tf.float32)
@@ -256,8 +261,6 @@ def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
   frame_on = tf.cast(out['face_mask'], tf.float32)[:, :, None, None, None]
   out['faces'] = faces * frame_on          # padded frames stay exactly 0
   out['spec'] = tf.cast(out['spec'], tf.float32)
-  for key, value in out.items():
-    value.set_shape([batch_size] + value.shape.as_list()[1:])
   return out
 
 
@@ -310,13 +313,13 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
   host_split = tfds.split_for_jax_process(split, process_index=pi,
                                           process_count=pc)
   ds = _read(builder, host_split, config, train, seed + epoch)
-  if train:
-    ds = ds.shuffle(config.get('shuffle_buffer', SHUFFLE_BUFFER),
-                    seed=seed + epoch, reshuffle_each_iteration=False)
   shapes = bucket_shapes(config.max_frames, config.max_chunks)
   ds = ds.map(lambda ex: prepare_clip(ex, config.max_frames,
                                       config.max_chunks, shapes),
               num_parallel_calls=tf.data.AUTOTUNE)
+  if train:  # after the cap: the buffer holds at most capped clips
+    ds = ds.shuffle(config.get('shuffle_buffer', SHUFFLE_BUFFER),
+                    seed=seed + epoch, reshuffle_each_iteration=False)
   ds = ds.group_by_window(
       key_func=lambda ex: tf.cast(ex['bucket'], tf.int64),
       reduce_func=lambda _, group: group.batch(batch_size,
@@ -327,7 +330,7 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
               num_parallel_calls=tf.data.AUTOTUNE)
   if pc > 1:
     ds = _same_batch_count(ds, builder, split, pc, batch_size, train,
-                           len(shapes), skip_batches)
+                           shapes, skip_batches)
   return ds.prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
 
 
@@ -344,25 +347,39 @@ def _read(builder: tfds_base.E2EBuilder, split, config: ConfigDict,
 
 
 def _same_batch_count(ds: tf.data.Dataset, builder, split: str, pc: int,
-                      batch_size: int, train: bool, num_buckets: int,
+                      batch_size: int, train: bool,
+                      shapes: list[tuple[int, int]],
                       skip_batches: int) -> tf.data.Dataset:
   """Equal batch counts on every host (multi-host pmap needs lockstep).
 
   A host with n clips in K buckets makes between (n - K (B - 1)) / B and
   ceil(n / B) + K - 1 batches.  Train takes the smallest lower bound over
-  hosts; eval appends empty batches (clip_mask all False) up to the largest
-  upper bound.
+  hosts; eval appends empty batches (clip_mask all False, the smallest
+  bucket's shape) up to the largest upper bound.
   """
   sizes = [builder.info.splits[tfds.split_for_jax_process(
       split, process_index=i, process_count=pc)].num_examples
            for i in range(pc)]
+  k = len(shapes)
   if train:
-    count = max(0, (min(sizes) - num_buckets * (batch_size - 1)) // batch_size)
+    count = max(0, (min(sizes) - k * (batch_size - 1)) // batch_size)
     return ds.take(max(0, count - skip_batches))
-  count = -(-max(sizes) // batch_size) + num_buckets - 1
-  empty = ds.take(1).map(lambda b: {
-      k: tf.zeros_like(v) for k, v in b.items()}).repeat()
+  count = -(-max(sizes) // batch_size) + k - 1
+  empty = tf.data.Dataset.from_tensors(_empty_batch(ds.element_spec,
+                                                    shapes[0])).repeat()
   return ds.concatenate(empty).take(max(0, count - skip_batches))
+
+
+def _empty_batch(spec: dict[str, tf.TensorSpec], shape: tuple[int, int]
+                 ) -> dict[str, tf.Tensor]:
+  """An all-padding batch of the given bucket shape (F, C)."""
+  size = {'faces': shape[0], 'face_mask': shape[0], 'spec': shape[1],
+          'spec_mask': shape[1]}
+  out = {}
+  for key, s in spec.items():
+    dims = [size[key] if d is None else d for d in s.shape.as_list()]
+    out[key] = tf.zeros(dims, s.dtype)
+  return out
 
 
 # --------------------------------------------------------------------------

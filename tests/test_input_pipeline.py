@@ -209,8 +209,12 @@ def test_host_shards_disjoint_and_covering(data, process_count):
   assert len(flat) == len(set(flat))                 # disjoint
   assert sorted(flat) == sorted(stored['test'])      # covering
   assert len({len(s) for s in shards}) == 1          # hosts in lockstep
+  shapes = set(ip.bucket_shapes(MAX_FRAMES, MAX_CHUNKS))
   for s in shards:
-    assert all(b['labels'].shape[0] == 4 for b in s)   # per-host batch
+    for b in s:
+      assert b['labels'].shape[0] == 4               # per-host batch
+      assert (b['faces'].shape[1], b['spec'].shape[1]) in shapes
+      assert set(b) == set(KEYS)
   train = [_batches(builder, 'train', train=True, global_batch_size=gbs,
                     process_index=i, process_count=process_count)
            for i in range(process_count)]
@@ -223,3 +227,15 @@ def test_global_batch_must_divide():
   with pytest.raises(ValueError, match='not divisible'):
     ip.make_dataset(_config(), 'test', train=False, global_batch_size=5,
                     process_index=0, process_count=2, builder=object())
+
+
+def test_element_spec_is_static_but_frames(data):
+  builder, _ = data
+  L = _config().text_max_len
+  spec = ip.make_dataset(_config(), 'test', train=False,
+                         builder=builder).element_spec
+  expected = {'text_ids': [4, L], 'text_mask': [4, L],
+              'faces': [4, None, 48, 48, 3], 'face_mask': [4, None],
+              'spec': [4, None, 128, 32], 'spec_mask': [4, None],
+              'labels': [4, 6], 'clip_mask': [4], 'clip_id': [4]}
+  assert {k: v.shape.as_list() for k, v in spec.items()} == expected
