@@ -314,17 +314,7 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
                                           process_count=pc)
   ds = _read(builder, host_split, config, train, seed + epoch)
   shapes = bucket_shapes(config.max_frames, config.max_chunks)
-  ds = ds.map(lambda ex: prepare_clip(ex, config.max_frames,
-                                      config.max_chunks, shapes),
-              num_parallel_calls=tf.data.AUTOTUNE)
-  if train:  # after the cap: the buffer holds at most capped clips
-    ds = ds.shuffle(config.get('shuffle_buffer', SHUFFLE_BUFFER),
-                    seed=seed + epoch, reshuffle_each_iteration=False)
-  ds = ds.group_by_window(
-      key_func=lambda ex: tf.cast(ex['bucket'], tf.int64),
-      reduce_func=lambda _, group: group.batch(batch_size,
-                                               drop_remainder=train),
-      window_size=batch_size)
+  ds = _bucket_batches(ds, config, shapes, batch_size, train, seed + epoch)
   ds = ds.skip(skip_batches)
   ds = ds.map(lambda b: finish_batch(b, batch_size),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -332,6 +322,23 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
     ds = _same_batch_count(ds, builder, split, pc, batch_size, train,
                            shapes, skip_batches)
   return ds.prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
+
+
+def _bucket_batches(ds: tf.data.Dataset, config: ConfigDict,
+                    shapes: list[tuple[int, int]], batch_size: int,
+                    train: bool, seed: int) -> tf.data.Dataset:
+  """Caps and pads clips to their bucket, shuffles (train), batches."""
+  ds = ds.map(lambda ex: prepare_clip(ex, config.max_frames,
+                                      config.max_chunks, shapes),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  if train:  # after the cap: the buffer holds at most capped clips
+    ds = ds.shuffle(config.get('shuffle_buffer', SHUFFLE_BUFFER), seed=seed,
+                    reshuffle_each_iteration=False)
+  return ds.group_by_window(
+      key_func=lambda ex: tf.cast(ex['bucket'], tf.int64),
+      reduce_func=lambda _, group: group.batch(batch_size,
+                                               drop_remainder=train),
+      window_size=batch_size)
 
 
 def _read(builder: tfds_base.E2EBuilder, split, config: ConfigDict,
