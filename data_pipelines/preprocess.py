@@ -23,6 +23,7 @@ T frames in a chunk (32).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import dataclasses
@@ -30,6 +31,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+import threading
 import time
 from typing import Any, Iterator
 
@@ -240,13 +242,67 @@ def _init_worker(tf_threads: int) -> None:
     pass
 
 
-def _pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
+class _SharedPool:
+  """One process pool reused across calls (the splits of one build).
+
+  Workers are expensive to start (TensorFlow + MTCNN: seconds each), so the
+  pool outlives an ``iter_examples`` call and is shut down after
+  ``IDLE_SECONDS`` without use (or at exit).
+  """
+  IDLE_SECONDS = 60.0
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._pool, self._size, self._timer = None, 0, None
+    atexit.register(self.shutdown)
+
+  def acquire(self, num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    with self._lock:
+      if self._timer is not None:
+        self._timer.cancel()
+        self._timer = None
+      if self._pool is None or self._size != num_workers:
+        if self._pool is not None:
+          self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool, self._size = _new_pool(num_workers), num_workers
+      return self._pool
+
+  def release(self) -> None:
+    with self._lock:
+      self._timer = threading.Timer(self.IDLE_SECONDS, self.shutdown)
+      self._timer.daemon = True
+      self._timer.start()
+
+  def replace(self) -> concurrent.futures.ProcessPoolExecutor:
+    """A fresh pool after a worker died (the old one is unusable)."""
+    with self._lock:
+      if self._pool is not None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+      self._pool = _new_pool(self._size)
+      return self._pool
+
+  def shutdown(self) -> None:
+    with self._lock:
+      if self._pool is not None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+      self._pool, self._size = None, 0
+
+
+def _new_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
   # spawn: the parent may have TensorFlow loaded (TFDS), which is not
   # fork-safe.
   threads = max(1, (os.cpu_count() or 1) // num_workers)
   return concurrent.futures.ProcessPoolExecutor(
       max_workers=num_workers, mp_context=multiprocessing.get_context('spawn'),
       initializer=_init_worker, initargs=(threads,))
+
+
+_POOL = _SharedPool()
+
+
+def shutdown_workers() -> None:
+  """Stops the worker processes now (they also stop after a minute idle)."""
+  _POOL.shutdown()
 
 
 def _ordered_results(clips: list[Clip], opts: Options, root: Path,
@@ -257,7 +313,7 @@ def _ordered_results(clips: list[Clip], opts: Options, root: Path,
     for clip in clips:
       yield _serial(clip, opts, root)
     return
-  yield from _pooled(clips, opts, root, min(num_workers, len(todo)))
+  yield from _pooled(clips, opts, root, num_workers)
 
 
 def _serial(clip: Clip, opts: Options, root: Path) -> tuple[Clip, tuple, bool]:
@@ -271,7 +327,7 @@ def _serial(clip: Clip, opts: Options, root: Path) -> tuple[Clip, tuple, bool]:
 def _pooled(clips: list[Clip], opts: Options, root: Path,
             num_workers: int) -> Iterator[tuple[Clip, tuple, bool]]:
   window = 4 * num_workers
-  pool = _pool(num_workers)
+  pool = _POOL.acquire(num_workers)
   pending: collections.deque = collections.deque()
   queue = iter(clips)
   n_futures = 0
@@ -302,15 +358,17 @@ def _pooled(clips: list[Clip], opts: Options, root: Path,
         result = ('skip', 'worker_crashed', clip.video_path or '',
                   'a worker process died while this clip (or one processed '
                   'beside it) ran')
-        pool.shutdown(wait=False, cancel_futures=True)
-        pool = _pool(num_workers)
+        pool = _POOL.replace()
         pending = collections.deque(
             (c, None if f is None else pool.submit(
                 work, c, opts, str(cache_path(root, c.clip_id))), a)
             for c, f, a in pending)
       yield clip, result, False
   finally:
-    pool.shutdown(wait=True, cancel_futures=True)
+    for _, future, _ in pending:
+      if future is not None:
+        future.cancel()
+    _POOL.release()
 
 
 # ------------------------------------------------------------------ logging

@@ -56,10 +56,10 @@ class Expression:
 _EXPR = {
     'anger': Expression(-0.25, 0.15, 0.7, -0.1, 0.6, 0.0, 200, 6.5),
     'disgust': Expression(-0.2, 0.0, 0.25, 0.0, 0.55, 0.6, 130, 2.5),
-    'fear': Expression(-0.1, 0.55, -0.6, 0.35, 1.35, 0.0, 310, 8.0),
+    'fear': Expression(-0.1, 0.4, -0.6, 0.35, 1.3, 0.0, 310, 8.0),
     'happiness': Expression(0.65, 0.25, 0.0, 0.05, 0.85, 0.0, 250, 5.0),
     'sadness': Expression(-0.6, 0.0, -0.7, 0.1, 0.75, 0.0, 105, 2.0),
-    'surprise': Expression(0.0, 1.0, 0.0, 0.55, 1.45, 0.0, 360, 3.5),
+    'surprise': Expression(0.0, 0.8, 0.0, 0.55, 1.4, 0.0, 360, 3.5),
     'excited': Expression(0.75, 0.8, 0.0, 0.35, 1.2, 0.0, 330, 7.0),
     'frustrated': Expression(-0.3, 0.05, 0.45, -0.05, 0.8, 0.45, 150, 4.0),
     'neutral': Expression(0.0, 0.05, 0.0, 0.0, 1.0, 0.0, 170, 3.0),
@@ -109,26 +109,37 @@ def draw_face(img: np.ndarray, layout: dict, expr: Expression,
   s = layout['size']
   cx, cy = layout['cx'] + jitter[0], layout['cy'] + jitter[1]
   p = lambda x, y: (int(round(cx + x * s)), int(round(cy + y * s)))  # noqa
-  ax = lambda a, b: (int(round(a * s)), int(round(b * s)))  # noqa
-  cv2.ellipse(img, p(0, -0.12), ax(0.42, 0.42), 0, 180, 360, layout['hair'],
+  ax = lambda a, b: (max(1, int(round(a * s))), max(1, int(round(b * s))))  # noqa
+  skin = np.array(layout['skin'])
+  shade = tuple(skin * 0.72)
+  cv2.ellipse(img, p(0, -0.1), ax(0.41, 0.44), 0, 180, 360, layout['hair'],
               -1, cv2.LINE_AA)
-  cv2.ellipse(img, p(0, 0), ax(0.36, 0.47), 0, 0, 360, layout['skin'], -1,
+  for side in (-1, 1):
+    cv2.ellipse(img, p(side * 0.35, 0.02), ax(0.05, 0.1), 0, 0, 360, shade,
+                -1, cv2.LINE_AA)                                      # ears
+  cv2.ellipse(img, p(0, 0.02), ax(0.35, 0.46), 0, 0, 360, shade, -1,
+              cv2.LINE_AA)
+  cv2.ellipse(img, p(0, 0.0), ax(0.3, 0.43), 0, 0, 360, layout['skin'], -1,
               cv2.LINE_AA)
   for side in (-1, 1):
-    cv2.ellipse(img, p(side * 0.37, 0.02), ax(0.05, 0.1), 0, 0, 360,
-                layout['skin'], -1, cv2.LINE_AA)                      # ears
-    eye_h = max(0.012, 0.045 * expr.eye_open)
-    cv2.ellipse(img, p(side * 0.15, -0.08), ax(0.085, eye_h), 0, 0, 360,
-                (245, 245, 245), -1, cv2.LINE_AA)
-    cv2.circle(img, p(side * 0.15, -0.08), max(1, int(0.035 * s)),
-               (40, 30, 20), -1, cv2.LINE_AA)
-    inner_y = -0.2 - expr.brow_raise * 0.12 + expr.brow_tilt * 0.06
-    outer_y = -0.2 - expr.brow_raise * 0.12 - expr.brow_tilt * 0.06
-    cv2.line(img, p(side * 0.06, inner_y), p(side * 0.26, outer_y),
-             layout['hair'], max(2, int(0.03 * s)), cv2.LINE_AA)
-  shade = tuple(c * 0.75 for c in layout['skin'])
-  nose = np.array([p(0, -0.05), p(-0.06, 0.1), p(0.06, 0.1)], np.int32)
-  cv2.fillConvexPoly(img, nose, shade, cv2.LINE_AA)
+    cv2.ellipse(img, p(side * 0.14, -0.08), ax(0.1, 0.06), 0, 0, 360, shade,
+                -1, cv2.LINE_AA)                                      # socket
+    eye_h = max(0.012, 0.035 * expr.eye_open)
+    cv2.ellipse(img, p(side * 0.14, -0.08), ax(0.065, eye_h), 0, 0, 360,
+                (225, 225, 230), -1, cv2.LINE_AA)
+    cv2.circle(img, p(side * 0.14, -0.08), max(1, int(0.032 * s)),
+               (30, 25, 20), -1, cv2.LINE_AA)
+    inner_y = -0.19 - expr.brow_raise * 0.1 + expr.brow_tilt * 0.05
+    outer_y = -0.19 - expr.brow_raise * 0.1 - expr.brow_tilt * 0.05
+    cv2.line(img, p(side * 0.05, inner_y), p(side * 0.24, outer_y),
+             layout['hair'], max(2, int(0.035 * s)), cv2.LINE_AA)
+  cv2.line(img, p(0, -0.04), p(0, 0.08), tuple(np.minimum(skin * 1.12, 255)),
+           max(2, int(0.04 * s)), cv2.LINE_AA)                        # bridge
+  cv2.ellipse(img, p(0, 0.1), ax(0.07, 0.035), 0, 0, 360, shade, -1,
+              cv2.LINE_AA)
+  for side in (-1, 1):
+    cv2.circle(img, p(side * 0.035, 0.105), max(1, int(0.014 * s)),
+               (40, 40, 60), -1, cv2.LINE_AA)                         # nostrils
   _draw_mouth(img, p, s, expr)
 
 
@@ -153,6 +164,7 @@ def render_frame(width: int, height: int, layout: dict, expr: Expression,
   img = np.empty((height, width, 3), np.uint8)
   img[:] = np.array(layout['bg'], np.uint8)
   draw_face(img, layout, expr, tuple(rng.normal(0, 2.0, 2)))
+  img = cv2.GaussianBlur(img, (5, 5), 1.2)
   off = rng.integers(0, noise.shape[0] - height + 1)
   return cv2.add(img, noise[off:off + height, :width], dtype=cv2.CV_8U)
 
