@@ -367,6 +367,11 @@ def _finish_truth(out_dir: Path, truth: dict, rng) -> dict:
 # ----------------------------------------------------------------- IEMOCAP
 
 
+def _iemocap_expr(code: str) -> Expression:
+  """Face / voice of an IEMOCAP code ('xxx', no agreement: neutral)."""
+  return _EXPR[_IEMOCAP_EXPR.get(code, 'neutral')]
+
+
 def _iemocap_dialog_name(index: int) -> tuple[int, str]:
   session = index % 5 + 1
   letter = 'FM'[(index // 5) % 2]
@@ -393,7 +398,7 @@ def _iemocap_dialog(root: Path, session: int, dialog: str,
       if i % 3 == 0:
         parts = []
         for s in ('left', 'right'):
-          expr = (_EXPR[_IEMOCAP_EXPR[u['code']]] if u and u['side'] == s
+          expr = (_iemocap_expr(u['code']) if u and u['side'] == s
                   else (u['listener'] if u else listener[s]))
           parts.append(render_frame(half, half, layouts[s], expr, rng,
                                     noise[:, :half]))
@@ -405,7 +410,7 @@ def _iemocap_dialog(root: Path, session: int, dialog: str,
   wave = 0.005 * rng.standard_normal((int(round(total * SAMPLE_RATE)), 2))
   for u in utts:
     a = int(round(u['start'] * SAMPLE_RATE))
-    v = voice([_EXPR[_IEMOCAP_EXPR[u['code']]]], u['end'] - u['start'], rng)
+    v = voice([_iemocap_expr(u['code'])], u['end'] - u['start'], rng)
     b = min(a + v.size, wave.shape[0])
     ch = 0 if u['side'] == 'left' else 1
     wave[a:b, ch] += v[:b - a]
