@@ -27,6 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_frames = 64               # cap of face frames per clip (documented rule)
   c.max_chunks = 64               # cap of spectrogram chunks per clip
   c.deterministic_input = False   # fixed input order (for exact resume tests)
+  c.shuffle_buffer = 256          # tf.data shuffle buffer (clips)
+  c.text_rule = 'last_colon'      # IEMOCAP transcript rule (quirk 6)
 
   # --- model -------------------------------------------------------------
   c.model = 'mesm'                # mesm | fe2e

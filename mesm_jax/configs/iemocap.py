@@ -12,7 +12,8 @@ def get_config():
   c = default.get_config()
   c.dataset = 'iemocap'
   c.top_p = 0.7
-  # Typical IEMOCAP clip ~4.5 s: 9 frames, 11 chunks; long ones ~35 s.
+  # Typical IEMOCAP clip ~4.5 s: 9 frames, 12 chunks (80 spectrogram
+  # frames/s, 32 a chunk).  The caps cover 24 s and 25.6 s.
   c.max_frames = 48
   c.max_chunks = 64
   return c

@@ -12,7 +12,8 @@ def get_config():
   c = default.get_config()
   c.dataset = 'mosei'
   c.top_p = 0.5
-  # Typical MOSEI clip ~24 s: 48 frames at 500 ms, ~24 chunks of 32 frames.
+  # Typical MOSEI clip ~24 s: 48 frames at 500 ms and 60 chunks (16 kHz, hop
+  # 200 -> 80 spectrogram frames/s, 32 frames a chunk).  Both caps cover 32 s.
   c.max_frames = 64
-  c.max_chunks = 48
+  c.max_chunks = 80
   return c
