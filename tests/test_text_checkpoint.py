@@ -157,3 +157,18 @@ def test_bad_directories(tmp_path):
     hub.resolve_checkpoint_dir(_config(text_checkpoint=str(tmp_path)))
   with pytest.raises(ValueError, match='scratch'):
     text.build_pretrained_encoder(_config(text_model='scratch'))
+
+
+def test_legacy_gamma_beta_names(tmp_path):
+  target = tmp_path / 'tiny_bert'
+  shutil.copytree(FIXTURES / 'tiny_bert', target)
+  state = load_file(target / 'model.safetensors')
+  renamed = {k.replace('LayerNorm.weight', 'LayerNorm.gamma')
+              .replace('LayerNorm.bias', 'LayerNorm.beta'): v
+             for k, v in state.items()}
+  assert renamed.keys() != state.keys()
+  save_file(renamed, target / 'model.safetensors')
+  _, params = checkpoint.load_checkpoint(target)
+  _, expected = checkpoint.load_checkpoint(FIXTURES / 'tiny_bert')
+  np.testing.assert_array_equal(params['layer_1']['output_norm']['scale'],
+                                expected['layer_1']['output_norm']['scale'])

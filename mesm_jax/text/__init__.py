@@ -9,7 +9,8 @@ Public API:
   ``params['text_encoder']``.
 - ``resolve_checkpoint_dir(config)``: where the checkpoint lives.
 
-See docs/text_encoders.md.
+See docs/text_encoders.md. The encoder functions import flax/jax lazily, so
+data pipelines can import ``get_tokenizer`` without them.
 """
 
 from mesm_jax.text.hub import CheckpointNotFoundError, resolve_checkpoint_dir

@@ -5,7 +5,8 @@ A checkpoint directory holds ``config.json`` and the weights as
 sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` (read only
 when torch is importable).  Tensor names follow Hugging Face's ``BertModel`` /
 ``AlbertModel``; a ``bert.`` / ``albert.`` prefix (``*ForMaskedLM``,
-``*ForPreTraining`` checkpoints) is stripped, and tensors the encoder does not
+``*ForPreTraining`` checkpoints) is stripped, legacy LayerNorm names
+``gamma`` / ``beta`` are read as ``weight`` / ``bias``, and tensors the encoder does not
 use (pooler, MLM / SOP heads, ``position_ids`` buffers) are ignored.
 """
 
@@ -138,12 +139,23 @@ def read_state_dict(directory: pathlib.Path) -> tuple[dict[str, np.ndarray], str
                         'model.safetensors.index.json or pytorch_model.bin.')
 
 
-def strip_prefix(state: dict[str, np.ndarray], model_type: str) -> dict[str, np.ndarray]:
-  """Drops the ``bert.`` / ``albert.`` prefix of task-head checkpoints."""
+def _legacy_name(name: str) -> str:
+  """Old TF-converted checkpoints name LayerNorm params gamma / beta."""
+  for old, new in (('.gamma', '.weight'), ('.beta', '.bias')):
+    if name.endswith(old):
+      return name[:-len(old)] + new
+  return name
+
+
+def normalise_names(state: dict[str, np.ndarray],
+                    model_type: str) -> dict[str, np.ndarray]:
+  """Drops the ``bert.`` / ``albert.`` prefix of task-head checkpoints and
+  renames legacy ``gamma`` / ``beta`` LayerNorm tensors."""
   prefix = model_type + '.'
-  if not any(k.startswith(prefix) for k in state):
-    return state
-  return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+  if any(k.startswith(prefix) for k in state):
+    state = {k[len(prefix):]: v for k, v in state.items()
+             if k.startswith(prefix)}
+  return {_legacy_name(k): v for k, v in state.items()}
 
 
 # ----------------------------------------------------------------- name maps
@@ -231,7 +243,7 @@ def _insert(tree: dict, path: tuple[str, ...], value) -> None:
 def convert_state_dict(state: dict[str, np.ndarray], cfg: layers.EncoderConfig,
                        source: str) -> dict:
   """HF tensors -> the Flax ``params`` of ``build_encoder(cfg)``; checks shapes."""
-  state = strip_prefix(state, cfg.model_type)
+  state = normalise_names(state, cfg.model_type)
   shapes = expected_shapes(build_encoder(cfg))
   params, specs = {}, list(SPECS[cfg.model_type](cfg))
   for path, hf_name, transform in specs:

@@ -50,7 +50,7 @@ def minilm_dir() -> Optional[pathlib.Path]:
   return model_dir if (model_dir / 'config.json').is_file() else None
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
   return (name.startswith(('/', '.', '~')) or os.sep in name and
           os.path.exists(os.path.expanduser(name)))
 
@@ -119,7 +119,7 @@ def resolve_checkpoint_dir(config) -> pathlib.Path:
   name = config.text_model
   if name == 'scratch':
     raise ValueError("text_model='scratch' has no pretrained checkpoint.")
-  if _looks_like_path(name) or os.path.isdir(name):
+  if looks_like_path(name) or os.path.isdir(name):
     return _check_dir(pathlib.Path(os.path.expanduser(name)), 'text_model')
   if name == 'minilm':
     path = minilm_dir()

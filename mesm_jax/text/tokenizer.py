@@ -24,6 +24,7 @@ import functools
 import json
 import pathlib
 import re
+import threading
 import unicodedata
 import zlib
 from typing import Optional, Protocol, Sequence
@@ -86,6 +87,7 @@ class HFJsonTokenizer:
     self.name = name
     self._tok = tokenizers.Tokenizer.from_file(str(self.path))
     self._tok.no_padding()
+    self._lock = threading.Lock()  # truncation is state of the shared backend
     self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
     self.pad_id = self._find_pad_id()
 
@@ -105,8 +107,9 @@ class HFJsonTokenizer:
   def encode(self, texts: Sequence[str],
              max_len: int) -> tuple[np.ndarray, np.ndarray]:
     _check_args(texts, max_len)
-    self._tok.enable_truncation(max_length=max_len)
-    rows = [e.ids for e in self._tok.encode_batch(list(texts))]
+    with self._lock:
+      self._tok.enable_truncation(max_length=max_len)
+      rows = [e.ids for e in self._tok.encode_batch(list(texts))]
     return _pad(rows, max_len, self.pad_id)
 
 
@@ -224,8 +227,9 @@ def _scratch_tokenizer(config) -> TextTokenizer:
 def _tokenizer_name(config, directory: pathlib.Path) -> str:
   if getattr(config, 'text_checkpoint', ''):
     return directory.name
-  return config.text_model if not hub._looks_like_path(  # pylint: disable=protected-access
-      config.text_model) else directory.name
+  if hub.looks_like_path(config.text_model):
+    return directory.name
+  return config.text_model
 
 
 def get_tokenizer(config) -> TextTokenizer:
