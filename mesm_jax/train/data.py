@@ -1,0 +1,102 @@
+"""The training loop's view of the input pipeline (``data_pipelines``).
+
+Wraps ``input_pipeline.build_tfds`` / ``make_dataset`` into what the loop
+needs: numpy batches of one host's share for an epoch (from a given batch,
+for resuming), evaluation batches, the training labels (for the positive
+weights) and the emotion names.
+
+The number of training batches of an epoch is not ``clips // batch``: train
+batches are grouped by length bucket and each bucket drops its remainder, so
+the loop learns it by counting (``last`` below) instead of predicting it.
+"""
+
+from typing import Dict, Iterator, Optional, Tuple
+
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+EMOTIONS = {
+    'mosei': ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise'),
+    'iemocap': ('anger', 'excited', 'frustrated', 'happy', 'neutral', 'sad'),
+}
+EMOTIONS['synthetic'] = EMOTIONS['mosei']
+
+
+class Data:
+  """The prepared TFDS dataset of ``config.dataset`` and batches from it."""
+
+  def __init__(self, config, process_index: Optional[int] = None,
+               process_count: Optional[int] = None):
+    from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+    self._ip = input_pipeline
+    self.config = config
+    self.process_index = (jax.process_index() if process_index is None
+                          else process_index)
+    self.process_count = (jax.process_count() if process_count is None
+                          else process_count)
+    self.builder = input_pipeline.build_tfds(
+        config, raw_dir=config.raw_dir or None, data_dir=config.data_dir or None,
+        **synthetic_kwargs(config))
+
+  def emotions(self) -> Tuple[str, ...]:
+    names = tuple(self.builder.info.metadata.get('emotions', ()))
+    if len(names) != self.config.num_emotions:
+      names = EMOTIONS.get(self.config.dataset, ())
+    if len(names) != self.config.num_emotions:
+      names = tuple(f'emotion{i}' for i in range(self.config.num_emotions))
+    return names
+
+  def num_examples(self, split: str) -> int:
+    return int(self.builder.info.splits[split].num_examples)
+
+  def _dataset(self, split: str, train: bool, batch: int, epoch: int = 0,
+               skip: int = 0):
+    return self._ip.make_dataset(
+        self.config, split, train=train, global_batch_size=batch,
+        seed=self.config.seed, epoch=epoch, process_index=self.process_index,
+        process_count=self.process_count, skip_batches=skip,
+        builder=self.builder)
+
+  def train_batches(self, epoch: int, skip: int = 0
+                    ) -> Iterator[Tuple[Dict[str, np.ndarray], bool]]:
+    """(batch, is_last) of one epoch in the order fixed by seed and epoch."""
+    ds = self._dataset('train', True, self.config.batch_size, epoch, skip)
+    return with_last(ds.as_numpy_iterator())
+
+  def eval_batches(self, split: str) -> Iterator[Dict[str, np.ndarray]]:
+    """Every clip of ``split`` once, padded batches marked by ``clip_mask``."""
+    ds = self._dataset(split, False, self.config.eval_batch_size)
+    return ds.as_numpy_iterator()
+
+  def train_labels(self) -> Iterator[np.ndarray]:
+    """Labels of every training clip (faces and audio left undecoded)."""
+    skip = tfds.decode.SkipDecoding()
+    ds = self.builder.as_dataset(split='train', decoders={
+        'faces': skip, 'spec': skip})
+    ds = ds.map(lambda ex: ex['labels']).batch(1024)
+    return ds.as_numpy_iterator()
+
+  def sample_batch(self) -> Dict[str, np.ndarray]:
+    """One evaluation batch, to initialise the model's shapes."""
+    return next(self.eval_batches('valid'))
+
+
+def synthetic_kwargs(config) -> Dict[str, int]:
+  """``synthetic_clips`` for the generated dataset when the config sets it."""
+  clips = config.get('synthetic_clips', 0)
+  return {'synthetic_clips': clips} if config.dataset == 'synthetic' and clips \
+      else {}
+
+
+def with_last(iterator):
+  """Yields ``(item, is_last)`` by looking one item ahead."""
+  it = iter(iterator)
+  try:
+    current = next(it)
+  except StopIteration:
+    return
+  for nxt in it:
+    yield current, False
+    current = nxt
+  yield current, True

@@ -1,0 +1,110 @@
+"""What a run shows and writes: progress bars, the epoch table, summaries.
+
+Only process 0 writes or prints.  Files in the work directory:
+``metrics.jsonl`` (one JSON object per log point: training scalars every
+``log_every_steps`` steps, all valid/test metrics at each epoch end),
+TensorBoard event files under ``tensorboard/``.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import jax
+import numpy as np
+import tqdm
+
+from mesm_jax.train import checkpoint
+
+
+def is_main() -> bool:
+  return jax.process_index() == 0
+
+
+class RunLogger:
+  """Scalars to ``metrics.jsonl`` and TensorBoard, lines to stdout."""
+
+  def __init__(self, workdir: str, enabled: Optional[bool] = None):
+    self.enabled = is_main() if enabled is None else enabled
+    self.workdir = Path(workdir)
+    self._tb = None
+    if self.enabled:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      self._tf = tf
+      self._tb = tf.summary.create_file_writer(str(self.workdir / 'tensorboard'))
+
+  def scalars(self, step: int, values: Dict[str, Any], **extra) -> None:
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in values.items()
+              if np.ndim(v) == 0 and v is not None}
+    record = {'step': int(step), **extra, **checkpoint.to_jsonable(values)}
+    with open(self.workdir / 'metrics.jsonl', 'a') as f:
+      f.write(json.dumps(record, sort_keys=True) + '\n')
+    with self._tb.as_default(step=int(step)):
+      for k, v in values.items():
+        if np.isfinite(v):
+          self._tf.summary.scalar(k, v)
+    self._tb.flush()
+
+  def write(self, line: str) -> None:
+    if self.enabled:
+      tqdm.tqdm.write(line)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def progress(total: int, desc: str, initial: int = 0, leave: bool = True):
+  """A tqdm bar on process 0, a silent stand-in elsewhere."""
+  return tqdm.tqdm(total=total, initial=initial, desc=desc, leave=leave,
+                   disable=not is_main(), dynamic_ncols=True)
+
+
+class Throughput:
+  """Clips per second over the last interval."""
+
+  def __init__(self):
+    self._t, self._n = time.perf_counter(), 0
+
+  def add(self, clips: int) -> None:
+    self._n += clips
+
+  def rate(self) -> float:
+    now = time.perf_counter()
+    rate = self._n / max(now - self._t, 1e-9)
+    self._t, self._n = now, 0
+    return rate
+
+
+def table_header(headline: Sequence[str]) -> str:
+  cols = ['epoch', 'train/loss', 'valid/loss']
+  cols += [f'{s}/{m}/avg' for s in ('valid', 'test') for m in headline]
+  return ' | '.join(f'{c:>16}' for c in cols) + ' | best'
+
+
+def table_row(epoch: int, values: Dict[str, float], headline: Sequence[str],
+              is_best: bool) -> str:
+  cells = [f'{epoch:>16d}']
+  keys = ['train/loss', 'valid/loss']
+  keys += [f'{s}/{m}/avg' for s in ('valid', 'test') for m in headline]
+  for k in keys:
+    v = values.get(k)
+    cells.append(f'{v:>16.4f}' if v is not None else f'{"-":>16}')
+  return ' | '.join(cells) + (' | *' if is_best else ' |')
+
+
+def format_metrics(values: Dict[str, Any], prefix: str) -> str:
+  """Every metric of one split, one per line, named exactly."""
+  keys = sorted(k for k in values if k.startswith(prefix))
+  width = max((len(k) for k in keys), default=0)
+  lines = []
+  for k in keys:
+    v = values[k]
+    text = 'nan' if v is None or (isinstance(v, float) and np.isnan(v)) \
+        else f'{v:.4f}' if isinstance(v, float) else str(v)
+    lines.append(f'  {k:<{width}}  {text}')
+  return '\n'.join(lines)

@@ -1,0 +1,354 @@
+"""Training and evaluation of MESM / FE2E: ``train_and_evaluate``, ``evaluate``.
+
+One epoch = the training split once, in an order fixed by ``seed`` and the
+epoch number; then the validation split (thresholds chosen there) and the test
+split (validation thresholds applied).  The validation average F1 picks the
+best checkpoint and drives early stopping (``early_stop`` epochs without a
+better score).  A rerun in the same work directory continues from the latest
+checkpoint, at the same position in the same epoch.
+"""
+
+import functools
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from mesm_jax.train import checkpoint as ckpt_lib
+from mesm_jax.train import data as data_lib
+from mesm_jax.train import logging as log_lib
+from mesm_jax.train import metrics as metrics_lib
+from mesm_jax.train import optim
+from mesm_jax.train import parallel
+from mesm_jax.train import step as step_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+def setup_distributed() -> None:
+  """``jax.distributed.initialize()`` when launched as several processes.
+
+  Detected from the environment: an explicit JAX coordinator, a Cloud TPU pod
+  slice (several worker hostnames), SLURM or Open MPI with more than one task.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  env = os.environ
+  several = (
+      'JAX_COORDINATOR_ADDRESS' in env
+      or ',' in env.get('TPU_WORKER_HOSTNAMES', '')
+      or int(env.get('SLURM_NTASKS', '1')) > 1
+      or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1)
+  if several and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
+
+
+def build_model(config):
+  """The Linen model, its BatchNorm statistics shared over the step's axis."""
+  import mesm_jax  # pylint: disable=g-import-not-at-top
+  return mesm_jax.build_model(config, axis_name=step_lib.AXIS)
+
+
+def init_state(config, model, sample: Dict[str, np.ndarray]) -> step_lib.TrainState:
+  """Fresh parameters (pretrained text encoder unless 'scratch') and Adam."""
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
+  sample = jax.tree.map(lambda x: x[:1], step_lib.model_inputs(sample))
+  init = jax.jit(functools.partial(model.init, train=False))
+  variables = init({'params': init_rng, 'dropout': dropout_rng}, sample)
+  params = dict(variables['params'])
+  if config.text_model != 'scratch':
+    from mesm_jax import text  # pylint: disable=g-import-not-at-top
+    params['text_encoder'] = text.load_pretrained_params(config)
+  params = jax.device_get(params)
+  state = step_lib.TrainState.create(
+      apply_fn=model.apply, params=params, tx=optim.make_optimizer(config, params),
+      batch_stats=variables.get('batch_stats', {}), rng=train_rng)
+  state = state.replace(step=np.zeros((), np.int32))
+  return jax.device_get(state)  # host numpy: safe to donate device copies
+
+
+def fit_batch_sizes(config, logger) -> list:
+  """Devices for the global batch; eval batch made a multiple of their count."""
+  hosts = jax.process_count()
+  if config.batch_size % hosts:
+    raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
+                     f'{hosts} processes')
+  devices = parallel.choose_devices(config.batch_size // hosts, config.parallel)
+  per_host = len(devices) // (hosts if config.parallel == 'shard_map' else 1)
+  if per_host < jax.local_device_count():
+    logger.write(f'note: global batch {config.batch_size} uses {per_host} of '
+                 f'{jax.local_device_count()} local devices per host')
+  multiple = per_host * hosts
+  if config.eval_batch_size % multiple:
+    config.eval_batch_size += multiple - config.eval_batch_size % multiple
+  return devices
+
+
+def compute_pos_weight(data: data_lib.Data) -> np.ndarray:
+  return optim.pos_weight_from_labels(data.train_labels())
+
+
+def run_eval(runner, state, batches, pos_weight) -> Dict[str, Any]:
+  """Probabilities and labels of every real clip, and the mean loss."""
+  probs, labels, loss_sum, count = [], [], 0.0, 0.0
+  for batch in batches:
+    out = runner.eval_step(state, batch, pos_weight)
+    mask = out['clip_mask'].astype(bool)
+    probs.append(out['probs'][mask])
+    labels.append(out['labels'][mask])
+    loss_sum += float(out['loss_sum'])
+    count += float(out['loss_count'])
+  return {'probs': np.concatenate(probs), 'labels': np.concatenate(labels),
+          'loss': loss_sum / max(count, 1.0)}
+
+
+def evaluate_state(ctx, state, thresholds=None):
+  """Valid and test metrics of ``state``; thresholds from valid unless given."""
+  valid = run_eval(ctx.runner, state, ctx.data.eval_batches('valid'),
+                   ctx.pos_weight)
+  test = run_eval(ctx.runner, state, ctx.data.eval_batches('test'),
+                  ctx.pos_weight)
+  thresholds, values = metrics_lib.evaluate_splits(
+      valid, test, ctx.emotions, ctx.config.dataset, thresholds)
+  values['valid/loss'], values['test/loss'] = valid['loss'], test['loss']
+  return thresholds, values
+
+
+class Context:
+  """Everything a run needs, built once: data, model, runner, checkpoints."""
+
+  def __init__(self, config, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    self.logger = log_lib.RunLogger(workdir)
+    self.data = data_lib.Data(config)
+    self.devices = fit_batch_sizes(config, self.logger)
+    self.runner = parallel.make_runner(config.parallel, self.devices)
+    self.model = build_model(config)
+    self.emotions = self.data.emotions()
+    self.headline = metrics_lib.headline_metrics(config.dataset)
+    self.ckpts = ckpt_lib.Checkpoints(workdir)
+    self.pos_weight = None
+    self.fresh = init_state(config, self.model, self.data.sample_batch())
+
+  def host_target(self):
+    return self.fresh.to_dict()
+
+
+def _fresh_meta(pos_weight: np.ndarray) -> Dict[str, Any]:
+  return {'epoch': 0, 'step_in_epoch': 0, 'best_score': None,
+          'best_epoch': None, 'bad_epochs': 0, 'done': False,
+          'epoch_loss_sum': 0.0, 'epoch_loss_steps': 0,
+          'pos_weight': pos_weight.tolist()}
+
+
+def restore_or_start(ctx: Context):
+  """The latest checkpoint of the work directory, or a fresh start."""
+  restored = ctx.ckpts.restore_latest(ctx.host_target())
+  if restored is None:
+    ctx.pos_weight = compute_pos_weight(ctx.data)
+    return ctx.fresh, _fresh_meta(ctx.pos_weight)
+  state_dict, meta = restored
+  ctx.pos_weight = np.asarray(meta['pos_weight'], np.float32)
+  ctx.logger.write(f'resuming from {ctx.ckpts.latest.directory} at step '
+                   f'{int(state_dict["step"])} (epoch {meta["epoch"] + 1}, '
+                   f'step {meta["step_in_epoch"]} of the epoch)')
+  return ctx.fresh.from_dict(state_dict), meta
+
+
+def check_finite(pending: List[Dict[str, Any]], step: int, ctx) -> List[Dict]:
+  """Fetch the pending step metrics; raise if any loss is not finite."""
+  fetched = [jax.device_get(m) for m in pending]
+  for i, m in enumerate(fetched):
+    loss = float(m['loss'])
+    if not np.isfinite(loss):
+      last = ctx.ckpts.latest.latest_step()
+      raise NonFiniteLossError(
+          f'training loss is {loss} at step {step - len(fetched) + i + 1}; '
+          f'stopped. The last good checkpoint (step {last}) in '
+          f'{ctx.ckpts.latest.directory} is intact; try a lower --lr or '
+          f'--clip_grad 1.0.')
+  return fetched
+
+
+def save_latest(ctx, state, meta) -> None:
+  host = ctx.runner.get_state(state)
+  ctx.ckpts.save_latest(int(host.step), host.to_dict(), meta)
+
+
+def train_epoch(ctx, state, meta) -> Any:
+  """The rest of one epoch from ``meta['step_in_epoch']``; updates ``meta``."""
+  config, epoch = ctx.config, meta['epoch']
+  start = meta['step_in_epoch']
+  total = meta.get('steps_per_epoch') or (
+      ctx.data.num_examples('train') // config.batch_size)
+  bar = log_lib.progress(total, f'epoch {epoch + 1}/{config.epochs}',
+                         initial=start, leave=False)
+  pending, speed, i = [], log_lib.Throughput(), start
+  for i, (batch, last) in enumerate(ctx.data.train_batches(epoch, start),
+                                    start + 1):
+    state, m = ctx.runner.train_step(state, batch, ctx.pos_weight)
+    pending.append(m)
+    speed.add(config.batch_size)
+    bar.update(1)
+    save = i % config.checkpoint_every_steps == 0 and not last
+    if save or last or len(pending) >= config.log_every_steps:
+      pending = _flush(ctx, pending, meta, bar, speed, int(_step(state)))
+    if save:
+      meta['step_in_epoch'] = i
+      save_latest(ctx, state, meta)
+  bar.close()
+  meta['steps_per_epoch'] = i
+  return state
+
+
+def _step(state) -> int:
+  step = state.step
+  return int(step[0] if np.ndim(step) else step)
+
+
+def _flush(ctx, pending, meta, bar, speed, global_step) -> list:
+  """NaN check, then log the mean of the pending step metrics."""
+  fetched = check_finite(pending, global_step, ctx)
+  losses = [float(m['loss']) for m in fetched]
+  meta['epoch_loss_sum'] += sum(losses)
+  meta['epoch_loss_steps'] += len(losses)
+  means = {f'train/{k}': float(np.mean([m[k] for m in fetched]))
+           for k in fetched[0]}
+  rate = speed.rate()
+  ctx.logger.scalars(global_step, {**means, 'train/clips_per_s': rate},
+                     epoch=meta['epoch'] + 1)
+  bar.set_postfix(loss=f'{means["train/loss"]:.4f}', clips_s=f'{rate:.1f}')
+  return []
+
+
+def end_epoch(ctx, state, meta) -> bool:
+  """Evaluate, keep the best, save the latest; True when training is over."""
+  config, epoch = ctx.config, meta['epoch']
+  host = ctx.runner.get_state(state)
+  thresholds, values = evaluate_state(ctx, state)
+  values['train/loss'] = meta['epoch_loss_sum'] / max(meta['epoch_loss_steps'], 1)
+  score = values['valid/f1/avg']
+  improved = meta['best_score'] is None or score > meta['best_score']
+  if improved:
+    meta.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+    ctx.ckpts.save_best(int(host.step), host.to_dict(), ckpt_lib.to_jsonable({
+        'epoch': epoch + 1, 'step': int(host.step), 'score': score,
+        'thresholds': thresholds, 'metrics': values}))
+  else:
+    meta['bad_epochs'] += 1
+  stop = config.early_stop > 0 and meta['bad_epochs'] >= config.early_stop
+  meta.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0,
+              epoch_loss_steps=0, done=stop or epoch + 1 >= config.epochs)
+  ctx.ckpts.save_latest(int(host.step), host.to_dict(), meta)
+  ctx.logger.scalars(int(host.step), values, epoch=epoch + 1)
+  ctx.logger.write(log_lib.table_row(epoch + 1, values, ctx.headline, improved))
+  if stop:
+    ctx.logger.write(f'early stop: no better valid/f1/avg for '
+                     f'{config.early_stop} epochs')
+  return meta['done']
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> Dict[str, Any]:
+  """Train (or resume) in ``workdir``; returns and writes ``results.json``."""
+  start_time = time.time()
+  ctx = Context(config, workdir)
+  state, meta = restore_or_start(ctx)
+  ctx.logger.write(describe(ctx, meta))
+  state = ctx.runner.put_state(state)
+  if not meta['done']:
+    ctx.logger.write(log_lib.table_header(ctx.headline))
+  epochs = log_lib.progress(config.epochs, 'epochs', initial=meta['epoch'])
+  while not meta['done']:
+    state = train_epoch(ctx, state, meta)
+    meta['done'] = end_epoch(ctx, state, meta)
+    epochs.update(1)
+  epochs.close()
+  results = write_results(ctx, meta, time.time() - start_time)
+  ctx.ckpts.close()
+  ctx.logger.close()
+  return results
+
+
+def describe(ctx, meta) -> str:
+  c = ctx.config
+  return (f'{c.model.upper()} on {c.dataset} ({c.modalities}, top_p={c.top_p}); '
+          f'{ctx.data.num_examples("train")} training clips, '
+          f'batches of {c.batch_size}; '
+          f'{ctx.runner.name} over {len(ctx.devices)} device(s) '
+          f'({jax.devices()[0].platform}); pos_weight '
+          f'{np.round(meta["pos_weight"], 3).tolist()}')
+
+
+def git_commit() -> Optional[str]:
+  try:
+    out = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True,
+                         text=True, cwd=Path(__file__).parent, timeout=10)
+    return out.stdout.strip() or None
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def provenance(ctx) -> Dict[str, Any]:
+  return {'config': ctx.config.to_dict(),
+          'command': shlex.join([sys.executable] + sys.argv),
+          'git_commit': git_commit(), 'parallel': ctx.runner.name,
+          'num_devices': len(ctx.devices), 'platform': jax.devices()[0].platform,
+          'process_count': jax.process_count()}
+
+
+def write_results(ctx, meta, seconds: float) -> Dict[str, Any]:
+  """``results.json``: provenance, best epoch, thresholds, every metric."""
+  best = ctx.ckpts.best_meta()
+  results = {**provenance(ctx), 'best_epoch': best['epoch'],
+             'best_step': best['step'], 'epochs_run': meta['epoch'],
+             'thresholds': dict(zip(ctx.emotions, best['thresholds'])),
+             'pos_weight': dict(zip(ctx.emotions, meta['pos_weight'])),
+             'metrics': best['metrics'], 'seconds_this_run': seconds}
+  if log_lib.is_main():
+    ckpt_lib.write_json_atomic(Path(ctx.workdir) / 'results.json', results)
+    ctx.logger.write(summary(ctx, results))
+  return results
+
+
+def summary(ctx, results) -> str:
+  m = results['metrics']
+  head = ', '.join(f'{s}/{k}/avg {m[f"{s}/{k}/avg"]:.4f}'
+                   for s in ('valid', 'test') for k in ctx.headline)
+  return (f'best epoch {results["best_epoch"]}: {head}\n'
+          f'{log_lib.format_metrics(m, "test/")}\n'
+          f'results: {Path(ctx.workdir) / "results.json"}')
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Evaluate the work directory's best checkpoint on valid and test."""
+  ctx = Context(config, workdir)
+  restored = ctx.ckpts.restore_best(ctx.host_target())
+  if restored is None:
+    raise FileNotFoundError(
+        f'no best checkpoint in {Path(workdir).absolute() / "checkpoints/best"};'
+        f' train first (the same command without --eval_only)')
+  state_dict, best = restored
+  latest = ctx.ckpts.restore_latest(ctx.host_target())
+  ctx.pos_weight = np.asarray(latest[1]['pos_weight'], np.float32)
+  state = ctx.runner.put_state(ctx.fresh.from_dict(state_dict))
+  thresholds, values = evaluate_state(ctx, state)
+  results = {**provenance(ctx), 'best_epoch': best['epoch'],
+             'best_step': best['step'],
+             'thresholds': dict(zip(ctx.emotions, thresholds.tolist())),
+             'metrics': values}
+  if log_lib.is_main():
+    ckpt_lib.write_json_atomic(Path(workdir) / 'eval_results.json', results)
+    ctx.logger.write(summary(ctx, results) + '\n' +
+                     log_lib.format_metrics(values, 'valid/'))
+  ctx.ckpts.close()
+  return results
