@@ -130,3 +130,31 @@ def test_params_load_into_text_encoder_subtree():
   params = {**params, 'text_encoder': loaded}
   _, cls = model.apply({'params': params}, ref['ids'], ref['mask'])
   np.testing.assert_allclose(cls, ref['cls'], atol=ATOL, rtol=0)
+
+
+# albert-base-v2's config.json (the fields that set shapes and behaviour).
+ALBERT_BASE_V2 = {
+    'model_type': 'albert', 'architectures': ['AlbertForMaskedLM'],
+    'vocab_size': 30000, 'embedding_size': 128, 'hidden_size': 768,
+    'num_hidden_layers': 12, 'num_attention_heads': 12,
+    'intermediate_size': 3072, 'hidden_act': 'gelu_new',
+    'max_position_embeddings': 512, 'type_vocab_size': 2,
+    'layer_norm_eps': 1e-12, 'hidden_dropout_prob': 0,
+    'attention_probs_dropout_prob': 0, 'num_hidden_groups': 1,
+    'inner_group_num': 1,
+}
+
+
+def test_albert_base_v2_shapes():
+  cfg = checkpoint.encoder_config(ALBERT_BASE_V2)
+  module = checkpoint.build_encoder(cfg)
+  assert module.hidden_size == 768
+  shapes = checkpoint.expected_shapes(module)
+  # Worked out by hand: embeddings 30000*128 + 512*128 + 2*128 + 2*128
+  # = 3,906,048; projection 128*768 + 768 = 99,072; the one shared layer:
+  # q, k, v, out 4*(768*768 + 768) = 2,362,368, two LayerNorms 3,072,
+  # ffn 768*3072 + 3072 = 2,362,368, ffn_output 3072*768 + 768 = 2,360,064
+  # -> 7,087,872. Total 11,092,992 (HF AlbertModel: 11,683,584 with its
+  # 590,592-parameter pooler, which MESM does not use).
+  assert sum(x.size for x in jax.tree_util.tree_leaves(shapes)) == 11_092_992
+  chex.assert_shape(shapes['group_0_layer_0']['mlp_in']['kernel'], (768, 3072))
