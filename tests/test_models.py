@@ -397,3 +397,23 @@ def test_bfloat16_and_remat_options():
   chex.assert_trees_all_close(_grads(remat, variables, batch),
                               _grads(model32, variables, batch), rtol=1e-4,
                               atol=1e-4)
+
+
+def test_batchnorm_statistics_shared_over_named_axis():
+  """build_model(axis_name=...): two shards of one clip each under a named
+  axis (as under pmap) give the logits and statistics of the 2-clip batch."""
+  batch = make_batch(9, b=2, f=2, c=1,
+                     face_mask=np.array([[1, 1], [1, 0]], bool))
+  base = smoke(model='fe2e', modalities='v', dropout=0.0)
+  variables = init(mesm_jax.build_model(base), batch)
+  shared = mesm_jax.build_model(base, axis_name='batch')
+  train = lambda m, v, b: m.apply(v, b, train=True, mutable=['batch_stats'])
+  shards = jax.tree.map(lambda x: x.reshape((2, 1) + x.shape[1:]), batch)
+  out_s, upd_s = jax.jit(jax.vmap(lambda b: train(shared, variables, b),
+                                  axis_name='batch'))(shards)
+  out_all, upd_all = jax.jit(lambda b: train(mesm_jax.build_model(base),
+                                             variables, b))(batch)
+  chex.assert_trees_all_close(out_s['logits'].reshape(2, E), out_all['logits'],
+                              atol=1e-5, rtol=1e-4)
+  chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], upd_s), upd_all,
+                              atol=1e-6, rtol=1e-4)
