@@ -6,8 +6,9 @@ sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` (read only
 when torch is importable).  Tensor names follow Hugging Face's ``BertModel`` /
 ``AlbertModel``; a ``bert.`` / ``albert.`` prefix (``*ForMaskedLM``,
 ``*ForPreTraining`` checkpoints) is stripped, legacy LayerNorm names
-``gamma`` / ``beta`` are read as ``weight`` / ``bias``, and tensors the encoder does not
-use (pooler, MLM / SOP heads, ``position_ids`` buffers) are ignored.
+``gamma`` / ``beta`` are read as ``weight`` / ``bias``, and tensors the
+encoder does not use (pooler, MLM / SOP heads, ``position_ids`` buffers) are
+ignored.
 """
 
 import json
@@ -79,14 +80,16 @@ def encoder_config(hf: dict, source: str = 'config.json') -> layers.EncoderConfi
     raise CheckpointError(f'{source}: {e}') from None
 
 
-def build_encoder(cfg: layers.EncoderConfig, dtype: Any = jnp.float32) -> nn.Module:
+def build_encoder(cfg: layers.EncoderConfig,
+                  dtype: Any = jnp.float32) -> nn.Module:
   return ENCODERS[cfg.model_type](cfg, dtype)
 
 
 def _dtype(config) -> Any:
   name = getattr(config, 'dtype', 'float32')
   if name not in DTYPES:
-    raise ValueError(f'config.dtype must be one of {sorted(DTYPES)}, got {name!r}.')
+    raise ValueError(f'config.dtype must be one of {sorted(DTYPES)}, '
+                     f'got {name!r}.')
   return DTYPES[name]
 
 
@@ -165,7 +168,8 @@ def _embedding_specs() -> Iterator[ParamSpec]:
   for flax_name, hf_name in (('word', 'word_embeddings'),
                              ('position', 'position_embeddings'),
                              ('token_type', 'token_type_embeddings')):
-    yield ('embeddings', flax_name, 'embedding'), f'embeddings.{hf_name}.weight', _same
+    yield (('embeddings', flax_name, 'embedding'),
+           f'embeddings.{hf_name}.weight', _same)
   yield from _norm_specs(('embeddings', 'norm'), 'embeddings.LayerNorm')
 
 
@@ -179,7 +183,8 @@ def _norm_specs(path: tuple[str, ...], hf: str) -> Iterator[ParamSpec]:
   yield path + ('bias',), hf + '.bias', _same
 
 
-def _layer_specs(path: tuple[str, ...], hf_names: dict[str, str]) -> Iterator[ParamSpec]:
+def _layer_specs(path: tuple[str, ...],
+                 hf_names: dict[str, str]) -> Iterator[ParamSpec]:
   """One TransformerLayer, given the HF name of each of its sub-blocks."""
   for sub in ('query', 'key', 'value', 'out'):
     yield from _dense_specs(path + ('attention', sub), hf_names[sub])
@@ -195,7 +200,8 @@ def bert_specs(cfg: layers.EncoderConfig) -> Iterator[ParamSpec]:
     hf = f'encoder.layer.{i}.'
     yield from _layer_specs((f'layer_{i}',), {
         'query': hf + 'attention.self.query', 'key': hf + 'attention.self.key',
-        'value': hf + 'attention.self.value', 'out': hf + 'attention.output.dense',
+        'value': hf + 'attention.self.value',
+        'out': hf + 'attention.output.dense',
         'attention_norm': hf + 'attention.output.LayerNorm',
         'mlp_in': hf + 'intermediate.dense', 'mlp_out': hf + 'output.dense',
         'output_norm': hf + 'output.LayerNorm'})
@@ -212,7 +218,8 @@ def albert_specs(cfg: layers.EncoderConfig) -> Iterator[ParamSpec]:
           'query': hf + 'attention.query', 'key': hf + 'attention.key',
           'value': hf + 'attention.value', 'out': hf + 'attention.dense',
           'attention_norm': hf + 'attention.LayerNorm', 'mlp_in': hf + 'ffn',
-          'mlp_out': hf + 'ffn_output', 'output_norm': hf + 'full_layer_layer_norm'})
+          'mlp_out': hf + 'ffn_output',
+          'output_norm': hf + 'full_layer_layer_norm'})
 
 
 SPECS = {'bert': bert_specs, 'albert': albert_specs}
@@ -242,7 +249,7 @@ def _insert(tree: dict, path: tuple[str, ...], value) -> None:
 
 def convert_state_dict(state: dict[str, np.ndarray], cfg: layers.EncoderConfig,
                        source: str) -> dict:
-  """HF tensors -> the Flax ``params`` of ``build_encoder(cfg)``; checks shapes."""
+  """HF tensors -> Flax ``params`` of ``build_encoder(cfg)``; checks shapes."""
   state = normalise_names(state, cfg.model_type)
   shapes = expected_shapes(build_encoder(cfg))
   params, specs = {}, list(SPECS[cfg.model_type](cfg))
@@ -261,11 +268,13 @@ def convert_state_dict(state: dict[str, np.ndarray], cfg: layers.EncoderConfig,
     _insert(params, path, value)
   n_expected = len(jax.tree_util.tree_leaves(shapes))
   if len(specs) != n_expected:  # a module/param-map mismatch is a bug here
-    raise AssertionError(f'param map has {len(specs)} entries, module {n_expected}')
+    raise AssertionError(
+        f'param map has {len(specs)} entries, module {n_expected}')
   return params
 
 
-def load_checkpoint(directory, dtype: Any = jnp.float32) -> tuple[nn.Module, dict]:
+def load_checkpoint(directory,
+                    dtype: Any = jnp.float32) -> tuple[nn.Module, dict]:
   """(encoder module, params) of a HF checkpoint directory."""
   directory = pathlib.Path(directory)
   cfg = encoder_config(read_hf_config(directory), str(directory / 'config.json'))

@@ -1,4 +1,4 @@
-"""Resolving ``config.text_model`` / ``config.text_checkpoint`` to a local directory.
+"""Resolving ``config.text_model`` / ``config.text_checkpoint`` to a local dir.
 
 Order of resolution (first match wins):
 
@@ -77,8 +77,9 @@ def _cache_dir() -> Optional[str]:
 
 def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
   """Snapshot dir of ``name`` (or its alias) in the local HF cache, or None."""
-  from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
-  from huggingface_hub.errors import LocalEntryNotFoundError  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from huggingface_hub import snapshot_download
+  from huggingface_hub.errors import LocalEntryNotFoundError
   for repo_id in dict.fromkeys([name, HUB_ALIASES.get(name, name)]):
     try:
       path = pathlib.Path(snapshot_download(
@@ -92,7 +93,7 @@ def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
 
 
 def _download(name: str) -> pathlib.Path:
-  from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
+  from huggingface_hub import snapshot_download
   return pathlib.Path(snapshot_download(
       HUB_ALIASES.get(name, name), cache_dir=_cache_dir(),
       allow_patterns=list(CHECKPOINT_PATTERNS)))

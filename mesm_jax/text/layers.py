@@ -91,7 +91,7 @@ def attention_bias(mask: jax.Array) -> jax.Array:
 
 
 class Embeddings(nn.Module):
-  """Word + position + token-type(0) embeddings, LayerNorm, dropout -> [B, L, E]."""
+  """Word + position + token-type(0) embeddings, LN, dropout -> [B, L, E]."""
   cfg: EncoderConfig
   dtype: Dtype = jnp.float32
 
@@ -115,7 +115,7 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with an additive mask bias; [B, L, D] -> [B, L, D]."""
+  """Multi-head self-attention with additive mask bias: [B, L, D] -> same."""
   cfg: EncoderConfig
   dtype: Dtype = jnp.float32
 
@@ -136,7 +136,7 @@ class SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-  """One post-LN transformer layer (BERT ``BertLayer`` / ALBERT ``AlbertLayer``)."""
+  """One post-LN transformer layer (HF ``BertLayer`` / ``AlbertLayer``)."""
   cfg: EncoderConfig
   dtype: Dtype = jnp.float32
 

@@ -1,4 +1,4 @@
-"""Tokenisers for the text branch: ``get_tokenizer(config).encode(texts, max_len)``.
+"""Tokenisers of the text branch: ``get_tokenizer(config).encode(texts, L)``.
 
 Every tokeniser returns fixed-shape arrays (the batch contract of
 docs/design.md): ``ids`` int32 ``[N, max_len]`` and ``mask`` int32
@@ -185,7 +185,8 @@ class HashingTokenizer:
     self.name = f'hash{self.vocab_size}'
 
   def word_id(self, word: str) -> int:
-    bucket = zlib.crc32(word.encode('utf-8')) % (self.vocab_size - self.NUM_SPECIAL)
+    buckets = self.vocab_size - self.NUM_SPECIAL
+    bucket = zlib.crc32(word.encode('utf-8')) % buckets
     return self.NUM_SPECIAL + bucket
 
   def encode(self, texts: Sequence[str],
@@ -200,7 +201,7 @@ class HashingTokenizer:
 
 @functools.lru_cache(maxsize=8)
 def tokenizer_from_dir(path: str, name: str) -> TextTokenizer:
-  """The tokeniser stored in a checkpoint dir (tokenizer.json, else spiece.model)."""
+  """Tokeniser of a checkpoint dir (tokenizer.json, else spiece.model)."""
   directory = pathlib.Path(path)
   if (directory / 'tokenizer.json').is_file():
     return HFJsonTokenizer(directory / 'tokenizer.json', name)
