@@ -169,6 +169,10 @@ def test_config_errors():
     mesm_jax.build_model(smoke(model='fe2e', modalities='tx'))
   with pytest.raises(ValueError, match='sparse_impl'):
     mesm_jax.build_model(smoke(sparse_impl='dense'))
+  batch = make_batch(0)
+  del batch['face_mask']
+  with pytest.raises(KeyError, match="'v' needs batch keys \\['face_mask'\\]"):
+    mesm_jax.build_model(smoke(model='fe2e')).init(jax.random.key(0), batch)
 
 
 def test_text_encoder_subtree_and_labels():

@@ -29,6 +29,18 @@ from mesm_jax.models.transformer import SequenceTransformer
 MODALITY_ORDER = 'tav'
 BRANCHES = {'v': ('visual', 'faces', 'face_mask'),
             'a': ('audio', 'spec', 'spec_mask')}
+REQUIRED = {'t': ('text_ids', 'text_mask'), 'v': ('faces', 'face_mask'),
+            'a': ('spec', 'spec_mask')}
+
+
+def check_batch(batch: Dict[str, Any], modalities: str) -> None:
+  """Clear error when a modality's arrays are missing from the batch."""
+  for m in modalities:
+    missing = [k for k in REQUIRED[m] if k not in batch]
+    if missing:
+      raise KeyError(f'modality {m!r} needs batch keys {missing}; the batch '
+                     f'has {sorted(batch)} (see the batch contract in '
+                     'docs/design.md)')
 
 
 class MultimodalModel(nn.Module):
@@ -60,6 +72,7 @@ class MultimodalModel(nn.Module):
   @nn.compact
   def __call__(self, batch: Dict[str, jax.Array],
                train: bool = False) -> Dict[str, Any]:
+    check_batch(batch, self.modalities)
     logits, stats, q = {}, {}, None
     clip_weight = self._clip_weight(batch)
     if 't' in self.modalities:
