@@ -312,6 +312,7 @@ def _pad_batch(batch, seed, b=3, f=3, c=3):
       'text_mask']
   big['faces'][:b0, :f0] = np.where(batch['face_mask'][..., None, None, None],
                                     batch['faces'], rng.randn(1))
+  big['faces'][:, -1, 0, 0, 0] = np.nan     # a padded frame may hold NaN
   big['spec'][:b0, :c0] = np.where(batch['spec_mask'][..., None, None],
                                    batch['spec'], 5.0)
   for key, n0 in (('face_mask', f0), ('spec_mask', c0)):

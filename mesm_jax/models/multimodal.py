@@ -109,9 +109,13 @@ class MultimodalModel(nn.Module):
                    self.sparse, self.top_p, self.sparse_impl,
                    self.attention_grad, self.axis_name, self.dtype,
                    self.remat, name=f'{name}_cnn')
-    feats, frame_stats = cnn(x.reshape((b * f,) + x.shape[2:]), weight,
-                             q_frames, train)
-    seq = feats.reshape(b, f, -1)
+    # Padded frames enter as zeros (their content, even NaN, cannot leak
+    # into values or gradients) and leave as zeros.
+    frames = x.reshape((b * f,) + x.shape[2:])
+    frames = jnp.where(weight.reshape((-1,) + (1,) * (x.ndim - 2)) > 0,
+                       frames, 0)
+    feats, frame_stats = cnn(frames, weight, q_frames, train)
+    seq = jnp.where(frame_mask[..., None], feats.reshape(b, f, -1), 0)
     cls = SequenceTransformer(self.trans_nlayers, self.trans_nheads,
                               self.trans_ff_dim, self.dropout, self.dtype,
                               name=f'{name}_transformer')(seq, frame_mask, train)
