@@ -92,6 +92,24 @@ def test_stage_matches_numpy_loops(impl, hw):
   np.testing.assert_allclose(np.asarray(y), want_y, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize('impl', ['masked', 'gathered'])
+def test_stage_edge_patterns(impl):
+  """All active, one corner, a checkerboard (no active neighbour at all)."""
+  rng = np.random.RandomState(6)
+  x = rng.randn(3, 4, 6, 2).astype(np.float32)
+  active = np.zeros((3, 4, 6), bool)
+  active[0] = True
+  active[1, 3, 5] = True
+  active[2] = (np.add.outer(np.arange(4), np.arange(6)) % 2) == 0
+  fw = np.ones(3, np.float32)
+  kernels = [rng.randn(3, 3, 2, 3).astype(np.float32)]
+  y, a = sparse.get_stage(impl)(jnp.asarray(x), jnp.asarray(active),
+                                jnp.asarray(fw), kernels, plain_norm, 24)
+  want_y, want_a = ref_stage(x, active, fw, kernels)
+  np.testing.assert_array_equal(np.asarray(a), want_a)
+  np.testing.assert_allclose(np.asarray(y), want_y, atol=2e-5, rtol=1e-4)
+
+
 def test_max_pool_over_active_inputs_only():
   rng = np.random.RandomState(1)
   x = -np.abs(rng.randn(2, 6, 4, 3)).astype(np.float32)  # all negative
