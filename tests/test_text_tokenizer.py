@@ -109,3 +109,14 @@ def test_bad_arguments():
     tok.encode(['x'], 1)
   with pytest.raises(ValueError, match='scratch_vocab_size'):
     tokenizer_lib.HashingTokenizer(4)
+
+
+@needs_minilm
+def test_max_len_beyond_the_files_own_truncation():
+  # MiniLM's tokenizer.json truncates to 128 by itself; max_len must win.
+  tok = tokenizer_lib.get_tokenizer(_config(text_model='minilm'))
+  ids, mask = tok.encode(['hello ' * 150], 160)
+  hello = 7592  # 'hello' in the reference ids (minilm_reference.npz, row 0)
+  assert _reference('minilm')['ids_8'][0, 1] == hello
+  np.testing.assert_array_equal(ids[0, :152], [101] + [hello] * 150 + [102])
+  assert mask.sum() == 152 and (ids[0, 152:] == 0).all()
