@@ -16,6 +16,7 @@ from mesm_jax import text
 from mesm_jax.text import hub
 
 pytestmark = [
+    pytest.mark.slow,  # the model's first (uncached) init dominates
     pytest.mark.skipif(not hasattr(mesm_jax, 'build_model'),
                        reason='mesm_jax.build_model not available'),
     pytest.mark.skipif(hub.minilm_dir() is None,
