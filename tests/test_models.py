@@ -138,7 +138,7 @@ def test_module_output_shapes():
 
 
 def test_full_paper_widths_shapes():
-  """The paper's widths (64/128/256/512, fc 1024, 768-wide text): shapes only."""
+  """Paper widths (64/128/256/512, fc 1024, 768-wide text): shapes only."""
   config = mesm_jax.get_config('default')
   config.text_model = 'scratch'      # 768 wide, like ALBERT's CLS
   config.scratch_text_layers = 1

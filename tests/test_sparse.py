@@ -158,8 +158,8 @@ def test_gathered_equals_masked_forward_and_gradients(hw):
     _, apply = _stage_fn(impl, cap)
 
     def loss(p, xx):
-      (y, a), upd = apply({'params': p, 'batch_stats': variables['batch_stats']},
-                          xx, active, fw)
+      stats = variables['batch_stats']
+      (y, a), upd = apply({'params': p, 'batch_stats': stats}, xx, active, fw)
       return jnp.sum(y * cot), (y, a, upd)
     results[impl] = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
         params, jnp.asarray(x))

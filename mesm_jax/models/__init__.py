@@ -81,7 +81,7 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
 
 
 def param_labels(params):
-  """Same-structure pytree: ``'text'`` under ``text_encoder``, else ``'default'``.
+  """Pytree like ``params``: ``'text'`` under ``text_encoder``, else ``'default'``.
 
   Accepts the ``params`` collection (or a variables dict holding it).
   """

@@ -64,7 +64,8 @@ class MaskedBatchNorm(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, weights: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, weights: jax.Array,
+               train: bool) -> jax.Array:
     c = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)

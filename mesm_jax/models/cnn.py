@@ -8,12 +8,12 @@ Axis letters:
   Dq : width of the text vector q (MESM only)
 
 Layers (widths from ``features = (f0, f3, f4, f5)``, paper 64/128/256/512):
-  stem    conv5x5/f0 pad 2 + BN + ReLU + maxpool 2      48 -> 24 (128x32 -> 64x16)
-  block1  VGG f0 -> f0                                   (conv3x3+BN+ReLU, twice)
+  stem    conv5x5/f0 pad 2 + BN + ReLU + maxpool 2   48 -> 24 (128x32 -> 64x16)
+  block1  VGG f0 -> f0                       (conv3x3 + BN + ReLU, twice)
   block2  VGG f0 -> f0
-  stage3  VGG f0 -> f3 + maxpool 2                       24 -> 12 (64x16 -> 32x8)
-  stage4  VGG f3 -> f4 + maxpool 2                       12 -> 6  (32x8 -> 16x4)
-  stage5  VGG f4 -> f5 + maxpool 2                       6 -> 3   (16x4 -> 8x2)
+  stage3  VGG f0 -> f3 + maxpool 2           24 -> 12 (64x16 -> 32x8)
+  stage4  VGG f3 -> f4 + maxpool 2           12 -> 6  (32x8 -> 16x4)
+  stage5  VGG f4 -> f5 + maxpool 2           6 -> 3   (16x4 -> 8x2)
   fc1     flatten (NHWC) -> Linear(fc_dim) -> ReLU
   fc2     Linear(D)
 

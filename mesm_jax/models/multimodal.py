@@ -116,9 +116,10 @@ class MultimodalModel(nn.Module):
                        frames, 0)
     feats, frame_stats = cnn(frames, weight, q_frames, train)
     seq = jnp.where(frame_mask[..., None], feats.reshape(b, f, -1), 0)
-    cls = SequenceTransformer(self.trans_nlayers, self.trans_nheads,
-                              self.trans_ff_dim, self.dropout, self.dtype,
-                              name=f'{name}_transformer')(seq, frame_mask, train)
+    encoder = SequenceTransformer(self.trans_nlayers, self.trans_nheads,
+                                  self.trans_ff_dim, self.dropout, self.dtype,
+                                  name=f'{name}_transformer')
+    cls = encoder(seq, frame_mask, train)
     logits = nn.Dense(self.num_emotions, name=f'{name}_head')(
         cls.astype(jnp.float32))
     denom = jnp.maximum(weight.sum(), 1.0)

@@ -54,7 +54,8 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
       padding=((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def masked_max_pool(x: jax.Array, active: jax.Array) -> Tuple[jax.Array, jax.Array]:
+def masked_max_pool(
+    x: jax.Array, active: jax.Array) -> Tuple[jax.Array, jax.Array]:
   """2x2 stride-2 max over active inputs; output active if any input is.
 
   Inactive outputs are zero.  Odd trailing rows/columns are dropped (floor),
@@ -159,5 +160,6 @@ STAGES = {'masked': masked_stage, 'gathered': gathered_stage}
 
 def get_stage(impl: str):
   if impl not in STAGES:
-    raise ValueError(f'sparse_impl must be one of {sorted(STAGES)}, got {impl!r}')
+    raise ValueError(
+        f'sparse_impl must be one of {sorted(STAGES)}, got {impl!r}')
   return STAGES[impl]

@@ -57,7 +57,7 @@ class ScratchTextEncoder(nn.Module):
 
 
 def build_text_encoder(config) -> nn.Module:
-  """``text_model == 'scratch'`` -> ScratchTextEncoder; else a pretrained one."""
+  """``text_model='scratch'`` -> ScratchTextEncoder; else a pretrained one."""
   if config.text_model == 'scratch':
     return ScratchTextEncoder(
         vocab_size=config.scratch_vocab_size, dim=config.scratch_text_dim,
@@ -65,5 +65,6 @@ def build_text_encoder(config) -> nn.Module:
         num_heads=config.scratch_text_heads,
         ff_dim=config.scratch_text_ff_dim, max_len=config.text_max_len,
         dropout=config.dropout, dtype=jnp.dtype(config.dtype))
-  from mesm_jax.text import build_pretrained_encoder  # pylint: disable=g-import-not-at-top
+  # Imported here: the pretrained encoders are optional for the models.
+  from mesm_jax.text import build_pretrained_encoder  # pylint: disable=g-import-not-at-top,line-too-long
   return build_pretrained_encoder(config)

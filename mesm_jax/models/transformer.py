@@ -10,7 +10,7 @@ A layer is ``x = LN(x + drop(SA(x))); x = LN(x + drop(FF(x)))`` with
 attention weights, LayerNorm eps 1e-5.  Padding positions are masked as keys.
 """
 
-from typing import Any, Tuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,8 @@ class PostNormEncoderLayer(nn.Module):
     x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='norm1')(x + drop(y))
     y = nn.Dense(self.ff_dim, dtype=self.dtype, name='ff1')(x)
     y = nn.Dense(d, dtype=self.dtype, name='ff2')(drop(nn.relu(y)))
-    return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='norm2')(x + drop(y))
+    norm2 = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='norm2')
+    return norm2(x + drop(y))
 
 
 class Encoder(nn.Module):
