@@ -91,10 +91,10 @@ _TEMPLATES = ('i feel {w} about {t}', 'honestly {t} made me {w}',
 
 def _face_layout(rng: np.random.Generator, width: int, height: int) -> dict:
   """Per-clip face placement and colours."""
-  size = rng.uniform(0.55, 0.7) * min(width, height)
+  size = rng.uniform(0.58, 0.7) * min(width, height)
   return {
-      'cx': width / 2 + rng.uniform(-0.12, 0.12) * width,
-      'cy': height / 2 + rng.uniform(-0.08, 0.08) * height,
+      'cx': width / 2 + rng.uniform(-0.07, 0.07) * width,
+      'cy': height / 2 + rng.uniform(-0.06, 0.06) * height,
       'size': size,
       'skin': tuple(float(c) for c in np.clip(
           np.array([95, 135, 190]) * rng.uniform(0.7, 1.15), 0, 255)),  # BGR
