@@ -86,6 +86,8 @@ class SkipReport:
   face_frames: int = 0
   face_fallbacks: int = 0
   seconds: float = 0.0
+  # process id -> MTCNN detectors it has built (1 per worker process).
+  mtcnn_per_process: dict[int, int] = dataclasses.field(default_factory=dict)
 
   def as_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
@@ -226,7 +228,7 @@ def work(clip: Clip, opts: Options, path: str) -> tuple:
   if arrays['faces'].shape[0] == 0:
     return ('skip', 'no_frames', clip.video_path or '', '')
   save_arrays(Path(path), arrays)
-  return ('ok', arrays)
+  return ('ok', arrays, (os.getpid(), faces.mtcnn_constructions))
 
 
 # ----------------------------------------------------------------- parallel
@@ -405,7 +407,10 @@ def _finish(report: SkipReport, cache_dir: Path) -> None:
   if report.missing:
     (cache_dir / f'missing_{name}.txt').write_text(
         '\n'.join(report.missing) + '\n')
-  logging.info('%s', report.summary())
+  log = logging.warning if report.skipped or report.missing else logging.info
+  log('%s', report.summary())
+  if report.skipped:
+    logging.warning('Skipped clips and why: %s', cache_dir / SKIP_LOG)
   if report.missing:
     logging.warning('%d ids of the %s split file are not in the data '
                     '(listed in %s), e.g. %s', len(report.missing),
@@ -470,6 +475,9 @@ def iter_examples(dataset: str, raw_dir: str | Path, split: str, *,
         bar.set_postfix(skipped=sum(report.skipped.values()), refresh=False)
         continue
       example = make_example(clip, result[1])
+      if len(result) > 2:
+        pid, built = result[2]
+        report.mtcnn_per_process[pid] = built
       report.from_cache += int(cached)
       report.computed += int(not cached)
       report.yielded += 1
@@ -495,3 +503,42 @@ def build(dataset: str, raw_dir: str | Path, split: str, **kwargs
   for _ in iter_examples(dataset, raw_dir, split, report=report, **kwargs):
     pass
   return report
+
+
+def main(argv: list[str] | None = None) -> None:
+  """Command line: preprocess (cache) splits and print what it did."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(
+      prog='python -m data_pipelines.preprocess',
+      description='Preprocess raw MOSEI / IEMOCAP clips into the per-clip '
+      'cache (faces, mel chunks) that the TFDS builders read.')
+  p.add_argument('--dataset', required=True, choices=readers.DATASETS)
+  p.add_argument('--raw_dir', required=True)
+  p.add_argument('--cache_dir', required=True)
+  p.add_argument('--splits', default='train,valid,test')
+  p.add_argument('--splits_dir', default=None)
+  p.add_argument('--img_interval', type=int, default=500)
+  p.add_argument('--log_mel', action='store_true')
+  p.add_argument('--face_detector', default='mtcnn', choices=faces.DETECTORS)
+  p.add_argument('--num_workers', type=int, default=None)
+  p.add_argument('--text_rule', default='last_colon',
+                 choices=('last_colon', 'full'))
+  args = p.parse_args(argv)
+  logging.set_verbosity(logging.INFO)
+  t0, clips, frames = time.time(), 0, 0
+  for split in args.splits.split(','):
+    report = build(args.dataset, args.raw_dir, split,
+                   cache_dir=args.cache_dir, img_interval=args.img_interval,
+                   log_mel=args.log_mel, face_detector=args.face_detector,
+                   splits_dir=args.splits_dir, num_workers=args.num_workers,
+                   text_rule=args.text_rule)
+    print(report.summary(), flush=True)
+    clips, frames = clips + report.computed, frames + report.face_frames
+  shutdown_workers()
+  dt = time.time() - t0
+  print(f'{dt:.1f} s: {clips / dt:.2f} computed clips/s, {frames / dt:.1f} '
+        'frames/s (frames include cached clips)')
+
+
+if __name__ == '__main__':
+  main()

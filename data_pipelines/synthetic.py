@@ -479,3 +479,26 @@ def write_iemocap_raw(out_dir: str | Path, num_dialogs: int = 6,
       truth[uid]['split'] = name
   (out_dir / 'ground_truth.json').write_text(json.dumps(truth, indent=0))
   return truth
+
+
+def main(argv: list[str] | None = None) -> None:
+  """Command line: write a synthetic raw release."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(prog='python -m data_pipelines.synthetic',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--dataset', required=True, choices=('mosei', 'iemocap'))
+  p.add_argument('--out_dir', required=True)
+  p.add_argument('--num_clips', type=int, default=240, help='MOSEI clips')
+  p.add_argument('--num_dialogs', type=int, default=6, help='IEMOCAP')
+  p.add_argument('--seed', type=int, default=0)
+  args = p.parse_args(argv)
+  if args.dataset == 'mosei':
+    truth = write_mosei_raw(args.out_dir, args.num_clips, args.seed)
+  else:
+    truth = write_iemocap_raw(args.out_dir, args.num_dialogs, args.seed)
+  print(f'wrote {len(truth)} clips to {args.out_dir} (splits in '
+        f'{Path(args.out_dir) / "splits"})')
+
+
+if __name__ == '__main__':
+  main()

@@ -305,14 +305,19 @@ def test_video_rules():
 
 
 def test_mtcnn_detects_most_synthetic_faces(mosei_raw, tmp_path):
+  """Two worker processes, each building its MTCNN once."""
   root, _ = mosei_raw
-  before = faces.mtcnn_constructions
   report = preprocess.SkipReport()
-  out = examples('mosei', root, 'test', cache_dir=tmp_path,
-                 face_detector='mtcnn', report=report)
-  assert out and report.face_frames > 0
+  out = examples('mosei', root, 'train', cache_dir=tmp_path,
+                 face_detector='mtcnn', report=report, num_workers=2)
+  preprocess.shutdown_workers()
+  assert len(out) == report.computed and report.face_frames > 10
   assert report.face_fallbacks / report.face_frames < 0.3
-  assert faces.mtcnn_constructions - before <= 1
-  # Detected crops are tighter than the centre crop of the whole frame.
-  for clip_id, ex in out:
-    assert ex['face_fallbacks'] < ex['n_frames'] or ex['n_frames'] == 1
+  assert report.mtcnn_per_process
+  assert set(report.mtcnn_per_process.values()) == {1}
+  assert os.getpid() not in report.mtcnn_per_process
+  # A detected face is cropped tighter than the centre of the whole frame.
+  center = examples('mosei', root, 'train', cache_dir=tmp_path / 'center')
+  differs = [not np.array_equal(a['faces'], b['faces'])
+             for (_, a), (_, b) in zip(out, center)]
+  assert sum(differs) >= len(out) // 2
