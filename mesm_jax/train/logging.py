@@ -31,9 +31,7 @@ class RunLogger:
     self._tb = None
     if self.enabled:
       self.workdir.mkdir(parents=True, exist_ok=True)
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      self._tf = tf
-      self._tb = tf.summary.create_file_writer(str(self.workdir / 'tensorboard'))
+      self._tb = _tensorboard_writer(self.workdir / 'tensorboard')
 
   def scalars(self, step: int, values: Dict[str, Any], **extra) -> None:
     if not self.enabled:
@@ -43,11 +41,8 @@ class RunLogger:
     record = {'step': int(step), **extra, **checkpoint.to_jsonable(values)}
     with open(self.workdir / 'metrics.jsonl', 'a') as f:
       f.write(json.dumps(record, sort_keys=True) + '\n')
-    with self._tb.as_default(step=int(step)):
-      for k, v in values.items():
-        if np.isfinite(v):
-          self._tf.summary.scalar(k, v)
-    self._tb.flush()
+    if self._tb is not None:
+      self._tb.scalars(int(step), values)
 
   def write(self, line: str) -> None:
     if self.enabled:
@@ -56,6 +51,36 @@ class RunLogger:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+
+class _TensorBoard:
+  """Scalars as TensorBoard event files (tf.summary)."""
+
+  def __init__(self, tf, directory: Path):
+    self._tf = tf
+    self._writer = tf.summary.create_file_writer(str(directory))
+
+  def scalars(self, step: int, values: Dict[str, float]) -> None:
+    with self._writer.as_default(step=step):
+      for k, v in values.items():
+        if np.isfinite(v):
+          self._tf.summary.scalar(k, v)
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def _tensorboard_writer(directory: Path) -> Optional[_TensorBoard]:
+  """A writer, or None (with a warning) when TensorBoard is missing."""
+  try:
+    import tensorboard  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    tqdm.tqdm.write('note: tensorboard is not installed; metrics go to '
+                    'metrics.jsonl only (pip install tensorboard)')
+    return None
+  return _TensorBoard(tf, directory)
 
 
 def progress(total: int, desc: str, initial: int = 0, leave: bool = True):
