@@ -313,12 +313,14 @@ def _ordered_results(clips: list[Clip], opts: Options, root: Path,
   todo = [c for c in clips if not cache_path(root, c.clip_id).is_file()]
   if num_workers <= 1 or len(todo) <= 1:
     for clip in clips:
-      yield _serial(clip, opts, root)
+      yield cached_or_compute(clip, opts, root)
     return
   yield from _pooled(clips, opts, root, num_workers)
 
 
-def _serial(clip: Clip, opts: Options, root: Path) -> tuple[Clip, tuple, bool]:
+def cached_or_compute(clip: Clip, opts: Options,
+                      root: Path) -> tuple[Clip, tuple, bool]:
+  """(clip, result, from_cache): the cached arrays, else ``work`` here."""
   path = cache_path(root, clip.clip_id)
   arrays = load_arrays(path)
   if arrays is not None:

@@ -321,3 +321,17 @@ def test_mtcnn_detects_most_synthetic_faces(mosei_raw, tmp_path):
   differs = [not np.array_equal(a['faces'], b['faces'])
              for (_, a), (_, b) in zip(out, center)]
   assert sum(differs) >= len(out) // 2
+
+
+def test_beam_is_optional(mosei_raw, tmp_path):
+  from data_pipelines import beam as dp_beam  # pylint: disable=g-import-not-at-top
+  try:
+    import apache_beam  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    assert not dp_beam.describe()['beam']
+    root, _ = mosei_raw
+    with pytest.raises(ImportError, match='pip install apache-beam'):
+      dp_beam.examples_transform('mosei', root, 'train', cache_dir=tmp_path,
+                                 splits_dir=root / 'splits')
+  else:
+    assert dp_beam.describe()['beam']
