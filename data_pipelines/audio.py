@@ -127,7 +127,10 @@ def read_wav(path: str | Path, *, start: float | None = None,
   ``channel``.  Raises AudioError on unreadable or empty audio.
   """
   try:
-    sr, data = wavfile.read(str(path), mmap=True)
+    try:
+      sr, data = wavfile.read(str(path), mmap=True)
+    except ValueError:                       # e.g. 24-bit PCM: no mmap
+      sr, data = wavfile.read(str(path))
   except (ValueError, OSError, EOFError) as e:
     raise AudioError(f'cannot read wav {path}: {e}') from e
   first = 0 if start is None else max(0, int(round(start * sr)))
