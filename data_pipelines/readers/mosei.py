@@ -17,6 +17,7 @@ import csv
 import math
 from pathlib import Path
 
+from absl import logging
 import numpy as np
 
 from data_pipelines import readers
@@ -105,7 +106,10 @@ def labels_from_sums(sums: np.ndarray) -> np.ndarray:
 
 
 def read_raw(root: Path, ids: list[str]) -> readers.SplitClips:
-  transcripts, _ = read_transcripts(root)
+  transcripts, bad = read_transcripts(root)
+  if bad:
+    logging.warning('%d unreadable transcript lines ignored, first: %s %s',
+                    len(bad), bad[0].file, bad[0].detail)
   labels = read_labels(root)
   found: dict[str, Clip | Skip] = {}
   for clip_id in ids:
