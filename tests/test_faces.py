@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from data_pipelines import faces
+from skimage import data as skimage_data  # dev dependency: scikit-image
 
-skimage_data = pytest.importorskip('skimage.data')
+
 
 # The astronaut's face in skimage.data.astronaut() (512x512), x1, y1, x2, y2:
 # from the hairline to the chin and between the ears, read off the image.
