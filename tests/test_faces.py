@@ -4,11 +4,9 @@ import chex
 import cv2
 import numpy as np
 import pytest
-
-from data_pipelines import faces
 from skimage import data as skimage_data  # dev dependency: scikit-image
 
-
+from data_pipelines import faces
 
 # The astronaut's face in skimage.data.astronaut() (512x512), x1, y1, x2, y2:
 # from the hairline to the chin and between the ears, read off the image.
