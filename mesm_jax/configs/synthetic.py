@@ -27,6 +27,7 @@ def get_config():
   c.batch_size = 8
   c.eval_batch_size = 16
   c.lr = 1e-3
+  c.synthetic_clips = 240         # clips generated (70/15/15 % splits)
   c.epochs = 8
   c.early_stop = 4
   return c

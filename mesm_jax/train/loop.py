@@ -230,18 +230,27 @@ def _flush(ctx, pending, meta, bar, speed, global_step) -> list:
   return []
 
 
+def is_better(score, best) -> bool:
+  """Higher valid average F1; on an exact tie, lower valid loss.
+
+  The tie-break only matters once the validation F1 saturates (the small
+  synthetic set reaches 1.0): later, more confident epochs still count.
+  """
+  return best is None or tuple(score) > tuple(best)
+
+
 def end_epoch(ctx, state, meta) -> bool:
   """Evaluate, keep the best, save the latest; True when training is over."""
   config, epoch = ctx.config, meta['epoch']
   host = ctx.runner.get_state(state)
   thresholds, values = evaluate_state(ctx, state)
   values['train/loss'] = meta['epoch_loss_sum'] / max(meta['epoch_loss_steps'], 1)
-  score = values['valid/f1/avg']
-  improved = meta['best_score'] is None or score > meta['best_score']
+  score = [values['valid/f1/avg'], -values['valid/loss']]
+  improved = is_better(score, meta['best_score'])
   if improved:
     meta.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
     ctx.ckpts.save_best(int(host.step), host.to_dict(), ckpt_lib.to_jsonable({
-        'epoch': epoch + 1, 'step': int(host.step), 'score': score,
+        'epoch': epoch + 1, 'step': int(host.step), 'score': score[0],
         'thresholds': thresholds, 'metrics': values}))
   else:
     meta['bad_epochs'] += 1

@@ -83,8 +83,8 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array],
   metrics = {
       'loss': lax.psum(total, axis_name) /
               jnp.maximum(lax.psum(count, axis_name), 1.0),
-      'grad_norm': optax.global_norm(grads),
-      'param_norm': optax.global_norm(new_state.params),
+      'grad_norm': optax.tree.norm(grads),
+      'param_norm': optax.tree.norm(new_state.params),
       **_model_stats(out, axis_name),
   }
   return new_state, metrics
