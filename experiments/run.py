@@ -8,9 +8,12 @@ Every config field is a flag (``--help`` lists them); rerunning a command in
 the same ``--workdir`` resumes it.  See docs/training.md.
 """
 
+import os
 import sys
 
-from mesm_jax.train import main
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
+
+from mesm_jax.train import main  # pylint: disable=g-import-not-at-top
 
 if __name__ == '__main__':
   sys.exit(main.run())

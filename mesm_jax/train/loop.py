@@ -329,13 +329,13 @@ def write_results(ctx, meta, seconds: float) -> Dict[str, Any]:
   return results
 
 
-def summary(ctx, results) -> str:
+def summary(ctx, results, filename: str = 'results.json') -> str:
   m = results['metrics']
   head = ', '.join(f'{s}/{k}/avg {m[f"{s}/{k}/avg"]:.4f}'
                    for s in ('valid', 'test') for k in ctx.headline)
   return (f'best epoch {results["best_epoch"]}: {head}\n'
           f'{log_lib.format_metrics(m, "test/")}\n'
-          f'results: {Path(ctx.workdir) / "results.json"}')
+          f'results: {Path(ctx.workdir) / filename}')
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -357,7 +357,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
              'metrics': values}
   if log_lib.is_main():
     ckpt_lib.write_json_atomic(Path(workdir) / 'eval_results.json', results)
-    ctx.logger.write(summary(ctx, results) + '\n' +
+    ctx.logger.write(summary(ctx, results, 'eval_results.json') + '\n' +
                      log_lib.format_metrics(values, 'valid/'))
   ctx.ckpts.close()
   return results

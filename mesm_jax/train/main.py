@@ -1,7 +1,8 @@
 """Entry point behind ``experiments/run.py``: flags -> config -> one call.
 
 Errors a user can fix (missing data or pretrained weights, a NaN loss, a bad
-setting) are printed as one clear message without a traceback, exit code 1.
+setting) are printed as one clear message without a traceback, exit code 1;
+``MESM_JAX_TRACEBACK=1`` shows the traceback as well.
 """
 
 import os
@@ -39,6 +40,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     else:
       loop.train_and_evaluate(config, config.workdir)
   except USER_ERRORS as e:
+    if os.environ.get('MESM_JAX_TRACEBACK'):
+      raise
     print(f'\nerror: {e}', file=sys.stderr)
     return 1
   return 0
