@@ -1,0 +1,183 @@
+"""Fast pieces of the ``gathered`` sparse stage: compaction, row gathers, conv.
+
+Axis letters:
+  N : frames (clips x frames, or clips x spectrogram chunks), flattened
+  n : positions of one frame's feature map (H * W)
+  K : the static capacity of a stage (slots per frame)
+  C, O : input and output channels
+  9 : the 3x3 neighbourhood of a position, (dy, dx) in row-major order
+
+Why these exist.  Differentiating a gather gives a scatter-add, which XLA runs
+as a slow serial loop on CPU.  Every gather of a sparse stage is a gather
+along a *partial permutation* (each position sits in at most one slot and
+vice versa), so its transpose is again a gather, through the inverse
+permutation; ``jax.custom_vjp`` says so.  Likewise the transpose of a
+submanifold 3x3 convolution is a submanifold convolution with the flipped
+(and transposed) kernel over the same neighbour table, because the neighbour
+relation among active positions is symmetric: slot ``k`` sees slot ``m`` at
+offset ``d`` exactly when ``m`` sees ``k`` at offset ``8 - d``.  So forward
+and backward are both "gather the neighbourhood, one matmul", and the kernel
+gradient is one matmul of the gathered patches with the output gradient.
+
+Conventions that make the transposes exact:
+  * a slot that holds no active position (``valid == False``) has every
+    neighbour set to the sentinel ``K`` (a zero row) and its input row is
+    zero; no valid slot ever reads it;
+  * the sentinel of a position without a slot is ``K``, of a slot without a
+    position is ``n``; gathers read a zero row there.
+
+Compaction uses a cumulative sum (a slot's position is found by a scatter of
+the position ranks, never by a sort).
+"""
+
+import functools
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mesm_jax.models import sparse as sparse_lib
+
+
+class Layout(NamedTuple):
+  """Where each frame's active positions live in a ``[N,K,...]`` buffer."""
+  index: jax.Array        # [N,K] position of each slot; n = none
+  valid: jax.Array        # [N,K] slot holds an active position
+  slot_of_pos: jax.Array  # [N,n] slot of each position; K = none
+  neighbours: jax.Array   # [N,K,9] slot of each neighbour; K = none
+
+
+def compact_layout(active: jax.Array, capacity: int) -> Layout:
+  """Slots of the active positions in position order (cumsum compaction).
+
+  Positions beyond ``capacity`` active ones get no slot (the caller
+  guarantees that a nucleus never has more).
+  """
+  n_frames, h, w = active.shape
+  n, k = h * w, capacity
+  flat = active.reshape(n_frames, n)
+  rank = jnp.cumsum(flat, axis=-1, dtype=jnp.int32) - 1
+  has_slot = flat & (rank < k)
+  slot_of_pos = jnp.where(has_slot, rank, k).astype(jnp.int32)
+  rows = jnp.arange(n_frames, dtype=jnp.int32)[:, None]
+  pos = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n_frames, n))
+  index = jnp.full((n_frames, k + 1), n, jnp.int32)
+  index = index.at[rows, slot_of_pos].set(pos, mode='promise_in_bounds')
+  index = index[:, :k]
+  valid = index < n
+  table = jnp.asarray(np.concatenate(
+      [sparse_lib.neighbour_table(h, w), np.full((1, 9), n, np.int32)]))
+  pos_nb = table[index]                                        # [N,K,9]
+  nb = take_rows(slot_of_pos[..., None], pos_nb.reshape(n_frames, k * 9))
+  neighbours = jnp.where(pos_nb >= n, k, nb.reshape(n_frames, k, 9))
+  return Layout(index, valid, slot_of_pos, neighbours)
+
+
+def take_rows(buf: jax.Array, index: jax.Array) -> jax.Array:
+  """``out[f, s] = buf[f, index[f, s]]``: ``[N,R,C]``, ``[N,S]`` -> ``[N,S,C]``.
+
+  ``index == R`` (the sentinel) reads a zero row.  One flat row gather whose
+  out-of-range rows are filled with zeros (no zero row is concatenated: a
+  concatenation fused into the gather slows it down on CPU).
+  """
+  n_frames, r, c = buf.shape
+  offset = (jnp.arange(n_frames, dtype=index.dtype) * r)[:, None]
+  flat = jnp.where(index >= r, n_frames * r, index + offset).reshape(-1)
+  out = jnp.take(buf.reshape(n_frames * r, c), flat, axis=0, mode='fill',
+                 fill_value=0)
+  return out.reshape(n_frames, index.shape[1], c)
+
+
+@jax.custom_vjp
+def permute_rows(x: jax.Array, index: jax.Array, inverse: jax.Array) -> jax.Array:
+  """Rows of ``x [N,R,C]`` at ``index [N,S]`` (``R`` = a zero row).
+
+  ``inverse [N,R]`` must be the inverse partial permutation (``S`` where a
+  row is not read); the gradient is then a gather too, not a scatter-add.
+  """
+  return take_rows(x, index)
+
+
+def _permute_fwd(x, index, inverse):
+  return permute_rows(x, index, inverse), (index, inverse)
+
+
+def _permute_bwd(res, g):
+  index, inverse = res
+  return (take_rows(g, inverse),
+          np.zeros(index.shape, jax.dtypes.float0),
+          np.zeros(inverse.shape, jax.dtypes.float0))
+
+
+permute_rows.defvjp(_permute_fwd, _permute_bwd)
+
+
+def patches(h: jax.Array, neighbours: jax.Array) -> jax.Array:
+  """``[N,K,C]``, ``[N,K,9]`` -> ``[N*K, 9*C]`` neighbourhoods (sentinel = 0)."""
+  n_frames, k, c = h.shape
+  p = take_rows(h, neighbours.reshape(n_frames, k * 9))
+  return p.reshape(n_frames * k, 9 * c)
+
+
+def _conv(h, neighbours, kernel):
+  n_frames, k, c = h.shape
+  out = patches(h, neighbours) @ kernel.reshape(9 * c, -1).astype(h.dtype)
+  return out.reshape(n_frames, k, -1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def subm_conv3x3(h: jax.Array, neighbours: jax.Array, kernel: jax.Array,
+                 save_patches: bool = True) -> jax.Array:
+  """Submanifold 3x3 conv on a compact buffer: ``[N,K,C]`` -> ``[N,K,O]``.
+
+  ``save_patches`` keeps the ``[N*K, 9C]`` patches for the kernel gradient
+  (fast); ``False`` gathers them again in the backward pass (less memory).
+  """
+  del save_patches
+  return _conv(h, neighbours, kernel)
+
+
+def _conv_fwd(h, neighbours, kernel, save_patches):
+  n_frames, k, c = h.shape
+  p = patches(h, neighbours)
+  out = (p @ kernel.reshape(9 * c, -1).astype(h.dtype)).reshape(n_frames, k, -1)
+  saved = p if save_patches else h
+  return out, (saved, neighbours, kernel)
+
+
+def _conv_bwd(save_patches, res, g):
+  saved, neighbours, kernel = res
+  n_frames, k, o = g.shape
+  c = kernel.shape[2]
+  p = saved if save_patches else patches(saved, neighbours)
+  g2 = g.reshape(n_frames * k, o)
+  d_kernel = (p.T @ g2).reshape(kernel.shape).astype(kernel.dtype)
+  # Transposed conv: flipped offsets, kernel transposed per offset.
+  flipped = kernel.reshape(9, c, o)[::-1].transpose(0, 2, 1)
+  d_h = patches(g, neighbours) @ flipped.reshape(9 * o, c).astype(g.dtype)
+  return (d_h.reshape(n_frames, k, c).astype(saved.dtype),
+          np.zeros(neighbours.shape, jax.dtypes.float0), d_kernel)
+
+
+subm_conv3x3.defvjp(_conv_fwd, _conv_bwd)
+
+
+def fast_gathered_stage(
+    x: jax.Array, active: jax.Array, frame_weight: jax.Array,
+    kernels: Sequence[jax.Array], norm: sparse_lib.Norm,
+    capacity: Optional[int] = None, save_patches: bool = True,
+) -> Tuple[jax.Array, jax.Array]:
+  """``sparse.gathered_stage`` with gather-only gradients (same signature)."""
+  n_frames, hgt, wid, c = x.shape
+  capacity = hgt * wid if capacity is None else capacity
+  layout = compact_layout(active, capacity)
+  h = permute_rows(x.reshape(n_frames, hgt * wid, c), layout.index,
+                   layout.slot_of_pos)                        # [N,K,C]
+  weights = frame_weight[:, None] * layout.valid
+  for i, kernel in enumerate(kernels):
+    h = subm_conv3x3(h, layout.neighbours, kernel, save_patches)
+    h = norm(i, h, weights)
+  dense = permute_rows(h, layout.slot_of_pos, layout.index)   # [N,n,O]
+  dense = dense.reshape(n_frames, hgt, wid, h.shape[-1])
+  return sparse_lib.masked_max_pool(dense, active)

@@ -1,0 +1,151 @@
+"""FLOP accounting, the gather-only sparse stage and the compute scripts."""
+
+import functools
+import importlib.util
+import pathlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mesm_jax import compute
+from mesm_jax.models import sparse, sparse_ops
+from mesm_jax.models.batchnorm import masked_moments
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _script(name):
+  spec = importlib.util.spec_from_file_location(
+      name, ROOT / 'experiments' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize('h,w,k,cin,cout', [(12, 10, 3, 4, 8), (9, 9, 5, 3, 2)])
+def test_xla_conv_flops_match_formula(h, w, k, cin, cout):
+  x = jnp.ones((1, h, w, cin))
+  kernel = jnp.ones((k, k, cin, cout))
+  conv = lambda x, kernel: jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  # XLA counts the taps that fall inside the map (padding is free).
+  inside = sum(0 <= y + dy < h and 0 <= x + dx < w
+               for y in range(h) for x in range(w)
+               for dy in range(-(k // 2), k // 2 + 1)
+               for dx in range(-(k // 2), k // 2 + 1))
+  assert compute.xla_flops(conv, x, kernel) == 2 * inside * cin * cout
+  assert compute.conv_flops(h, w, k, cin, cout, padded=False) == (
+      2 * inside * cin * cout)
+  assert compute.conv_flops(h, w, k, cin, cout) == 2 * h * w * k * k * cin * cout
+
+
+def test_effective_flops_hand_count():
+  # Visual stages of widths (4, 8, 8, 16): 24x24 4->8, 12x12 8->8, 6x6 8->16.
+  kept = {3: 0.5, 4: 0.25, 5: 1.0}
+  per_pos = {3: 2 * 9 * (4 * 8 + 8 * 8), 4: 2 * 9 * (8 * 8 + 8 * 8)}
+  saved = 0.5 * 576 * per_pos[3] + 0.75 * 144 * per_pos[4]
+  got = compute.effective_cnn_flops(1e7, 'visual', (4, 8, 8, 16), kept,
+                                    frames=3, extra=100.0)
+  assert got == pytest.approx(1e7 - 3 * saved + 100.0)
+  geo = compute.stage_geometry('audio', (4, 8, 8, 16))
+  assert [g[1:3] for g in geo] == [(64, 16), (32, 8), (16, 4)]
+
+
+def test_clip_sizes():
+  # 24 s at 16 kHz, hop 200: 1921 centred frames -> 61 chunks of 32.
+  assert compute.clip_sizes(24.0) == (48, 61)
+  assert compute.clip_sizes(4.5) == (9, 12)
+
+
+def _norm(i, h, w):
+  del i
+  mean, var, _ = masked_moments(h, w)
+  return jax.nn.relu((h - mean) * jax.lax.rsqrt(var + 1e-5))
+
+
+def _stage_case(seed, n=5, h=6, w=5, c=3, o=4, p=0.5):
+  rng = np.random.default_rng(seed)
+  cap = int(np.ceil(p * h * w))
+  active = np.zeros((n, h * w), bool)
+  for i in range(n):
+    active[i, rng.choice(h * w, rng.integers(0, cap + 1), replace=False)] = 1
+  active = active.reshape(n, h, w)
+  x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+  weight = np.ones(n, np.float32)
+  weight[1] = 0.0                                  # a padded frame
+  kernels = [rng.standard_normal((3, 3, c, o)).astype(np.float32),
+             rng.standard_normal((3, 3, o, o)).astype(np.float32)]
+  return x, active, weight, kernels, cap
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('save_patches', [True, False])
+def test_gather_only_stage_matches_masked(seed, save_patches):
+  x, active, weight, kernels, cap = _stage_case(seed)
+  fast = functools.partial(sparse_ops.fast_gathered_stage,
+                           save_patches=save_patches)
+  probe = np.random.default_rng(9).standard_normal((5, 3, 2, 4))
+
+  def loss(stage, x, kernels):
+    y, _ = stage(x, active, weight, kernels, _norm, cap)
+    return jnp.sum(y * probe)
+
+  with jax.default_matmul_precision('highest'):
+    ref = jax.value_and_grad(functools.partial(loss, sparse.masked_stage),
+                             argnums=(0, 1))(x, kernels)
+    got = jax.value_and_grad(functools.partial(loss, fast),
+                             argnums=(0, 1))(x, kernels)
+    y_ref, a_ref = sparse.masked_stage(x, active, weight, kernels, _norm, cap)
+    y_got, a_got = fast(x, active, weight, kernels, _norm, cap)
+  chex.assert_trees_all_close(got, ref, rtol=1e-4, atol=1e-4)
+  chex.assert_trees_all_close(y_got, y_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(a_got, a_ref)
+
+
+def test_compact_layout_against_numpy():
+  _, active, _, _, cap = _stage_case(3, n=4, h=5, w=4)
+  lay = sparse_ops.compact_layout(jnp.asarray(active), cap)
+  n_pos = 20
+  for f in range(4):
+    pos = np.flatnonzero(active[f].reshape(-1))
+    expect_index = np.full(cap, n_pos)
+    expect_index[:len(pos)] = pos
+    np.testing.assert_array_equal(lay.index[f], expect_index)
+    ys, xs = np.divmod(pos, 4)
+    for slot, (y, x) in enumerate(zip(ys, xs)):
+      for d, (dy, dx) in enumerate((a, b) for a in (-1, 0, 1)
+                                   for b in (-1, 0, 1)):
+        ny, nx = y + dy, x + dx
+        inside = 0 <= ny < 5 and 0 <= nx < 4 and active[f, ny % 5, nx % 4]
+        want = list(pos).index(ny * 4 + nx) if inside else cap
+        assert lay.neighbours[f, slot, d] == want
+    assert np.all(np.asarray(lay.neighbours[f, len(pos):]) == cap)
+
+
+def test_flops_script_smoke():
+  rows = _script('flops').main(
+      ['--widths', 'smoke', '--text', 'config', '--clips', 'iemocap',
+       '--top_ps', '0.5', '--impls', 'masked,gathered', '--kept_batch', '1'])
+  fe2e, masked, gathered = rows
+  for r in rows:
+    assert r['total'] == pytest.approx(
+        r['text'] + r['visual_cnn'] + r['audio_cnn'] + r['rest'])
+  assert gathered['cnn'] < masked['cnn']           # capacity K < n
+  assert masked['cnn'] > 0.9 * fe2e['cnn']         # static shapes: no saving
+  assert masked['cnn_effective'] < fe2e['cnn']
+  assert 0 < masked['kept']['visual'][3] <= 0.5 + 1 / 576
+
+
+def test_benchmark_script_smoke():
+  out = _script('benchmark').main(
+      ['--widths', 'smoke', '--sections', 'fe,stages', '--repeats', '1',
+       '--batch', '1', '--frames', '2', '--chunks', '2', '--top_ps', '0.5',
+       '--impls', 'gathered,gathered_vjp'])
+  for section in ('fe', 'stages'):
+    assert set(out[section]) == {'FE2E', 'MESM p=0.5 gathered',
+                                 'MESM p=0.5 gathered_vjp'}
+    assert all(v > 0 for v in out[section].values())
+  assert out['peak_bytes'] > 0
