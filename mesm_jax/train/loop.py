@@ -128,8 +128,8 @@ class Context:
   def __init__(self, config, workdir: str):
     self.config = config
     self.workdir = workdir
+    self.data = data_lib.Data(config)  # first: a missing dataset writes nothing
     self.logger = log_lib.RunLogger(workdir)
-    self.data = data_lib.Data(config)
     self.devices = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
     self.model = build_model(config)

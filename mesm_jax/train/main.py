@@ -14,10 +14,10 @@ USER_ERRORS = (FileNotFoundError, FloatingPointError, ValueError)
 
 
 def default_workdir(config) -> str:
-  """``runs/<dataset>-<model>-<modalities>-p<top_p>-seed<seed>``."""
+  """``workdirs/<dataset>-<model>-<modalities>-p<top_p>-seed<seed>``."""
   name = (f'{config.dataset}-{config.model}-{config.modalities}-'
           f'p{config.top_p:g}-seed{config.seed}')
-  return str(Path('runs') / name)
+  return str(Path('workdirs') / name)
 
 
 def _quiet_tensorflow() -> None:
