@@ -85,6 +85,14 @@ def test_check_finite_raises_with_a_clear_message(tmp_path):
     loop.check_finite(ok + [{'loss': np.float32(np.nan)}], 7, Ctx)
 
 
+def test_best_checkpoint_rule_is_valid_f1_then_valid_loss():
+  assert loop.is_better([0.5, -0.3], None)
+  assert loop.is_better([0.6, -0.9], [0.5, -0.1])       # F1 decides
+  assert not loop.is_better([0.4, -0.01], [0.5, -0.9])
+  assert loop.is_better([1.0, -0.1], [1.0, -0.2])       # tie: lower loss
+  assert not loop.is_better([1.0, -0.2], [1.0, -0.2])   # equal: not better
+
+
 # ---------------------------------------------------------------- flags
 
 
