@@ -129,7 +129,7 @@ def stages_case(base, label, kind, p, impl, args, timer) -> None:
                              1.0, n, args.seed)
       module = _Stage(cout, kind, impl, nucleus_capacity(h * w, p))
       wt = np.ones((n,), np.float32)
-      v = module.init(jax.random.key(s), x, keep, wt)
+      v = jax.jit(module.init)(jax.random.key(s), x, keep, wt)
       cases.append((module, v, x, keep, wt))
 
   def fb(variables, data):

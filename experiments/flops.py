@@ -47,8 +47,9 @@ def part_flops(config, model, variables, batch) -> Dict[str, float]:
     out['text'] = compute.xla_flops(
         lambda p, i, m: enc.apply({'params': p}, i, m, train=False)[1],
         params['text_encoder'], batch['text_ids'], batch['text_mask'])
-    q = enc.apply({'params': params['text_encoder']}, batch['text_ids'][:1],
-                  batch['text_mask'][:1], train=False)[1]
+    q = jax.jit(lambda p, i, m: enc.apply({'params': p}, i, m,
+                                          train=False)[1])(
+        params['text_encoder'], batch['text_ids'][:1], batch['text_mask'][:1])
   for branch in ('visual', 'audio'):
     name = f'{branch}_cnn'
     x, w = compute.cnn_inputs(batch, branch)

@@ -28,6 +28,14 @@ Conventions that make the transposes exact:
 
 Compaction uses a cumulative sum (a slot's position is found by a scatter of
 the position ranks, never by a sort).
+
+Measured on XLA:CPU (docs/benchmarks.md): exact, but *slower* than plain
+autodiff of ``sparse.gathered_stage`` (stages 3-5 forward + backward at
+p = 0.5: 0.61x of the dense stages against 0.53x), because XLA:CPU's
+scatter-add of the autodiff backward is not the bottleneck there; the
+patch gathers are (memory-bound).  Kept as an alternative for accelerators,
+where a scatter-add means atomics; ``experiments/benchmark.py`` registers it
+as ``gathered_vjp``.
 """
 
 import functools
@@ -74,14 +82,18 @@ def compact_layout(active: jax.Array, capacity: int) -> Layout:
   return Layout(index, valid, slot_of_pos, neighbours)
 
 
+GATHER = 'vmap'  # 'vmap': per-frame row gather; 'flat': one flat gather
+
+
 def take_rows(buf: jax.Array, index: jax.Array) -> jax.Array:
   """``out[f, s] = buf[f, index[f, s]]``: ``[N,R,C]``, ``[N,S]`` -> ``[N,S,C]``.
 
-  ``index == R`` (the sentinel) reads a zero row.  One flat row gather whose
-  out-of-range rows are filled with zeros (no zero row is concatenated: a
-  concatenation fused into the gather slows it down on CPU).
+  ``index == R`` (the sentinel) reads a zero row.
   """
   n_frames, r, c = buf.shape
+  if GATHER == 'vmap':
+    padded = jnp.concatenate([buf, jnp.zeros_like(buf[:, :1])], axis=1)
+    return jax.vmap(lambda b, i: b[i])(padded, index)
   offset = (jnp.arange(n_frames, dtype=index.dtype) * r)[:, None]
   flat = jnp.where(index >= r, n_frames * r, index + offset).reshape(-1)
   out = jnp.take(buf.reshape(n_frames * r, c), flat, axis=0, mode='fill',
