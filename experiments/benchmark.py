@@ -1,6 +1,7 @@
 r"""Wall-clock cost of FE2E and MESM: train step, inference, CNNs, stages.
 
-    python experiments/benchmark.py                     # ~5 min on 2 CPU cores
+    python experiments/benchmark.py             # ~10 min on 2 (busy) CPU cores
+    python experiments/benchmark.py --sections fe,stages   # the targets, ~5 min
     python experiments/benchmark.py --widths smoke --repeats 1   # seconds
 
 Sections (``--sections``, comma-separated):
@@ -288,7 +289,7 @@ def parse(argv):
                   help="text encoder of the step section: the config's "
                        "(paper widths: 2-layer 768-wide scratch) or an "
                        'ALBERT-base-sized random one')
-  ap.add_argument('--batch', type=int, default=2, help='clips per batch')
+  ap.add_argument('--batch', type=int, default=1, help='clips per batch')
   ap.add_argument('--frames', type=int, default=9, help='face frames a clip')
   ap.add_argument('--chunks', type=int, default=11, help='audio chunks a clip')
   ap.add_argument('--top_ps', default='0.5,0.7')
