@@ -1,7 +1,7 @@
 r"""FLOPs of one clip for FE2E and MESM, split by part, as XLA counts them.
 
     python experiments/flops.py                      # paper widths, both clips
-    python experiments/flops.py --widths smoke --clips iemocap   # seconds
+    python experiments/flops.py --widths smoke --text config --clips iemocap
 
 For each typical clip (IEMOCAP ~4.5 s: 9 frames, 11 chunks; MOSEI ~24 s: 48
 frames, 61 chunks) and each model (FE2E; MESM at p in --top_ps with the
