@@ -128,6 +128,7 @@ def test_module_output_shapes():
   hidden, cls = jax.eval_shape(lambda v: enc.apply(v, ids, ids, False), v)
   chex.assert_shape(hidden, (2, 12, 16))
   chex.assert_shape(cls, (2, 16))
+  assert enc.hidden_size == 16  # D, the name every text encoder exposes
   att = attention.CrossModalAttention(0.5)
   m, q, valid = jnp.zeros((3, 6, 6, 4)), jnp.zeros((3, 16)), jnp.ones(
       (3, 6, 6), bool)

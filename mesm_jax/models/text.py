@@ -36,7 +36,7 @@ class ScratchTextEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   @property
-  def width(self) -> int:
+  def hidden_size(self) -> int:  # D, as the pretrained encoders name it
     return self.dim
 
   @nn.compact

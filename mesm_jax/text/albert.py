@@ -25,10 +25,6 @@ class AlbertEncoder(nn.Module):
   def hidden_size(self) -> int:
     return self.cfg.hidden_size
 
-  @property
-  def width(self) -> int:  # the name models.text.ScratchTextEncoder uses
-    return self.cfg.hidden_size
-
   @nn.compact
   def __call__(self, token_ids: jax.Array, mask: jax.Array,
                train: bool = False) -> tuple[jax.Array, jax.Array]:
