@@ -30,12 +30,14 @@ Compaction uses a cumulative sum (a slot's position is found by a scatter of
 the position ranks, never by a sort).
 
 Measured on XLA:CPU (docs/benchmarks.md, runs 1-2): exact, but no faster
-than the autodiff ``sparse.gathered_stage`` of that time (stages 3-5 forward + backward at
-p = 0.5: 0.557x of the dense stages against 0.551x; CNNs 0.758x against
-0.735x), because XLA:CPU's scatter-add of the autodiff backward is not the
-bottleneck there; the patch gathers are (memory-bound).  Kept as an alternative for accelerators,
-where a scatter-add means atomics; ``experiments/benchmark.py`` registers it
-as ``gathered_vjp``.
+than the autodiff ``sparse.gathered_stage`` of that time (stages 3-5
+forward + backward at p = 0.5: 0.557x of the dense stages against 0.551x;
+CNNs 0.758x against 0.735x). XLA:CPU's scatter-add was not the bottleneck
+there; the memory-bound patch gathers were.  Since run 3,
+``sparse.gathered_stage`` uses 2-D row gathers and a gather-only gradient
+for its neighbourhood gather alone, and is faster than this module.  Kept
+as an alternative for accelerators, where a scatter-add means atomics;
+``experiments/benchmark.py`` registers it as ``gathered_vjp``.
 """
 
 import functools
