@@ -129,6 +129,18 @@ def processed_labels(label, classes: tuple[str, ...]) -> np.ndarray | None:
   return (vec > 0).astype(np.float32)
 
 
+def find_processed(raw_dir: Path, dirname: str) -> Path | None:
+  """The authors' processed folder in ``raw_dir``, or None.
+
+  It is ``raw_dir/<dirname>``, or ``raw_dir`` itself when it has that name or
+  holds a ``meta.pkl``.
+  """
+  for cand in (raw_dir / dirname, raw_dir):
+    if cand.name == dirname and cand.is_dir():
+      return cand
+  return raw_dir if (raw_dir / 'meta.pkl').is_file() else None
+
+
 def load_meta(root: Path) -> dict:
   """The authors' ``meta.pkl`` (in the processed folder or next to it)."""
   import pickle  # pylint: disable=g-import-not-at-top

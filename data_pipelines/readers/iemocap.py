@@ -83,11 +83,9 @@ def transcript_text(line: str, rule: str = 'last_colon') -> str:
 def detect_layout(raw_dir: str | Path) -> tuple[str, Path]:
   """('raw' | 'processed', root) of an IEMOCAP directory."""
   raw_dir = Path(raw_dir)
-  for cand in (raw_dir / PROCESSED_DIR, raw_dir):
-    if cand.name == PROCESSED_DIR and cand.is_dir():
-      return 'processed', cand
-  if (raw_dir / 'meta.pkl').is_file():
-    return 'processed', raw_dir
+  processed = readers.find_processed(raw_dir, PROCESSED_DIR)
+  if processed is not None:
+    return 'processed', processed
   for cand in (raw_dir, raw_dir / 'IEMOCAP_full_release'):
     if any(cand.glob('Session[0-9]*/dialog')):
       return 'raw', cand

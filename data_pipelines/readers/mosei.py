@@ -31,11 +31,9 @@ PROCESSED_DIR = 'MOSEI_RAW_PROCESSED'
 def detect_layout(raw_dir: str | Path) -> tuple[str, Path]:
   """('raw' | 'processed', root) of a MOSEI directory."""
   raw_dir = Path(raw_dir)
-  for cand in (raw_dir / PROCESSED_DIR, raw_dir):
-    if cand.name == PROCESSED_DIR and cand.is_dir():
-      return 'processed', cand
-  if (raw_dir / 'meta.pkl').is_file():
-    return 'processed', raw_dir
+  processed = readers.find_processed(raw_dir, PROCESSED_DIR)
+  if processed is not None:
+    return 'processed', processed
   for cand in (raw_dir, raw_dir / 'Raw', raw_dir / 'CMU_MOSEI'):
     if (cand / 'Transcript').is_dir() or (cand / 'Labels').is_dir():
       return 'raw', cand
