@@ -59,7 +59,7 @@ def builder_config(config: ConfigDict, face_detector: str | None = None
   """The TFDS builder config for a mesm_jax config (a named one if equal)."""
   synthetic = config.dataset == 'synthetic'
   if face_detector is None:
-    face_detector = 'center' if synthetic else 'mtcnn'
+    face_detector = config.get('face_detector', 'mtcnn')
   wanted = tfds_base.E2EConfig(
       name='custom', text_model=config.text_model,
       text_checkpoint=config.get('text_checkpoint', ''),
@@ -112,8 +112,8 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
       for 'synthetic' ``<data_dir>/synthetic_raw`` (generated when absent).
     data_dir: TFDS data dir; default ``config.data_dir`` or
       ``~/tensorflow_datasets``.
-    face_detector: 'mtcnn' | 'center'; default 'mtcnn' ('center' for
-      synthetic data).
+    face_detector: 'mtcnn' | 'center'; default ``config.face_detector``
+      ('mtcnn', the paper's; the smoke config used by tests: 'center').
     num_workers: preprocessing processes (default: every core).
     synthetic_clips: number of generated clips (synthetic only; default:
       the generator's).

@@ -28,7 +28,7 @@ TINY = ['--dataset', 'synthetic', '--synthetic_clips', '30',
         '--batch_size', '2', '--eval_batch_size', '4', '--epochs', '2',
         '--early_stop', '0', '--checkpoint_every_steps', '2',
         '--log_every_steps', '1', '--deterministic_input', 'true',
-        '--lr', '1e-3', '--dropout', '0.1']
+        '--lr', '1e-3', '--dropout', '0.1', '--face_detector', 'center']
 
 
 def _env(tmp_path):

@@ -40,7 +40,7 @@ class IemocapE2e(base.E2EBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = base.named_configs(base.E2EConfig(
       name='synthetic', text_model='minilm', text_max_len=24,
-      face_detector='center', synthetic=True,
+      face_detector='mtcnn', synthetic=True,
       description='Generated clips in the IEMOCAP full-release layout '
       '(data_pipelines.synthetic.write_iemocap_raw), their own split files.'))
   DEFAULT_BUILDER_CONFIG_NAME = 'albert'

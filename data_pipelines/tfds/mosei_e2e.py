@@ -38,7 +38,7 @@ class MoseiE2e(base.E2EBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = base.named_configs(base.E2EConfig(
       name='synthetic', text_model='minilm', text_max_len=24,
-      face_detector='center', synthetic=True,
+      face_detector='mtcnn', synthetic=True,
       description='Generated clips in the MOSEI raw layout '
       '(data_pipelines.synthetic.write_mosei_raw), their own split files.'))
   DEFAULT_BUILDER_CONFIG_NAME = 'albert'

@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.n_mels = 128
   c.chunk_frames = 32             # spectrogram frames per audio chunk
   c.log_mel = False               # faithful: power mel, no log (quirk 5)
+  c.face_detector = 'mtcnn'       # mtcnn (paper) | center (centre crop: tests)
   c.text_max_len = 100
   c.max_frames = 64               # cap of face frames per clip (documented rule)
   c.max_chunks = 64               # cap of spectrogram chunks per clip

@@ -15,6 +15,7 @@ def get_config():
   c.trans_nheads = 2
   c.trans_ff_dim = 16
   c.text_model = 'scratch'
+  c.face_detector = 'center'
   c.scratch_vocab_size = 64
   c.scratch_text_dim = 16
   c.scratch_text_layers = 1
