@@ -354,8 +354,11 @@ def _write_label_csvs(out_dir: Path, rows: list[dict]) -> None:
       writer.writerows(part)
 
 
-def _finish_truth(out_dir: Path, truth: dict, rng) -> dict:
-  splits = _write_splits(out_dir, list(truth), rng)
+def _finish_truth(out_dir: Path, truth: dict, rng,
+                  split_ids: list[str] | None = None) -> dict:
+  """Split files over ``split_ids`` (default: every clip), ground_truth.json."""
+  splits = _write_splits(out_dir, list(truth) if split_ids is None
+                         else split_ids, rng)
   for name, members in splits.items():
     for clip_id in members:
       truth[clip_id]['split'] = name
@@ -471,13 +474,8 @@ def write_iemocap_raw(out_dir: str | Path, num_dialogs: int = 6,
       truth[u['id']] = {'dialog': dialog, 'start': u['start'],
                         'end': u['end'], 'text': u['text'], 'labels': one_hot,
                         'code': u['code'], 'side': u['side']}
-  usable = {k: v for k, v in truth.items() if v['code'] != 'xxx'}
-  splits = _write_splits(out_dir, list(usable), rng)
-  for name, members in splits.items():
-    for uid in members:
-      truth[uid]['split'] = name
-  (out_dir / 'ground_truth.json').write_text(json.dumps(truth, indent=0))
-  return truth
+  usable = [k for k, v in truth.items() if v['code'] != 'xxx']
+  return _finish_truth(out_dir, truth, rng, usable)
 
 
 def main(argv: list[str] | None = None) -> None:
