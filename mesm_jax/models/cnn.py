@@ -33,11 +33,8 @@ import jax.numpy as jnp
 from mesm_jax.models import sparse
 from mesm_jax.models.attention import CrossModalAttention
 from mesm_jax.models.batchnorm import MaskedBatchNorm
+from mesm_jax.models.pooling import max_pool2
 from mesm_jax.nucleus import nucleus_capacity
-
-
-def max_pool2(x: jax.Array) -> jax.Array:
-  return nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
 
 
 class ConvBNReLU(nn.Module):

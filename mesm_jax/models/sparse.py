@@ -49,6 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mesm_jax.models.pooling import max_pool2
+
 Norm = Callable[[int, jax.Array, jax.Array], jax.Array]
 
 
@@ -66,11 +68,10 @@ def masked_max_pool(
   Inactive outputs are zero.  Odd trailing rows/columns are dropped (floor),
   as a dense 2x2 max-pool does.
   """
-  n, h, w, c = x.shape
+  n, h, w = active.shape
   h2, w2 = h // 2, w // 2
   low = jnp.finfo(x.dtype).min
-  y = jnp.where(active[..., None], x, low)[:, :2 * h2, :2 * w2]
-  y = y.reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
+  y = max_pool2(jnp.where(active[..., None], x, low))
   a = active[:, :2 * h2, :2 * w2].reshape(n, h2, 2, w2, 2).any(axis=(2, 4))
   return jnp.where(a[..., None], y, 0).astype(x.dtype), a
 
