@@ -175,13 +175,20 @@ def step_cases(base, label, kind, p, impl, args, train_timer, infer_timer):
   infer_timer.add(label, infer_step, variables, batch)
 
 
-def ratio_table(title, secs, compile_s, clips, fe2e='FE2E') -> str:
+def ratio_table(title, secs, compile_s, clips, memory=None,
+                fe2e='FE2E') -> str:
+  """Median time, clips/s, ratio to FE2E, compile time and XLA's planned
+  peak scratch memory (``memory_analysis().temp_size_in_bytes``)."""
+  memory = memory or {}
   lines = [f'\n### {title}\n',
-           '| variant | median s/call | clips/s | x FE2E time | compile s |',
-           '|---|---|---|---|---|']
+           '| variant | median s/call | clips/s | x FE2E time | compile s '
+           '| XLA temp MiB |',
+           '|---|---|---|---|---|---|']
   for k, v in secs.items():
+    temp = memory.get(k, {}).get('temp')
+    temp = 'n/a' if temp is None else f'{temp / 2**20:.0f}'
     lines.append(f'| {k} | {v:.3f} | {clips / v:.2f} | {v / secs[fe2e]:.3f} '
-                 f'| {compile_s[k]:.1f} |')
+                 f'| {compile_s[k]:.1f} | {temp} |')
   return '\n'.join(lines)
 
 
@@ -190,7 +197,8 @@ def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
   for label, kind, p, impl in variants(args):
     builder(base, label, kind, p, impl, args, timer)
   secs = timer.run()
-  print(ratio_table(title, secs, timer.compile_s, clips), flush=True)
+  print(ratio_table(title, secs, timer.compile_s, clips, timer.memory),
+        flush=True)
   return secs
 
 
@@ -203,9 +211,9 @@ def section_step(base, args, clips) -> Dict[str, Dict[str, float]]:
     step_cases(base, label, kind, p, impl, args, train_t, infer_t)
   train, infer = train_t.run(), infer_t.run()
   print(ratio_table('Train step (forward + backward + Adam)', train,
-                    train_t.compile_s, clips), flush=True)
+                    train_t.compile_s, clips, train_t.memory), flush=True)
   print(ratio_table('Inference step (forward, eval mode)', infer,
-                    infer_t.compile_s, clips), flush=True)
+                    infer_t.compile_s, clips, infer_t.memory), flush=True)
   return {'train': train, 'infer': infer}
 
 

@@ -143,14 +143,19 @@ def xla_flops(fn: Callable, *args) -> float:
   return float(_cost(jax.jit(fn).lower(*args).compile()).get('flops', 0.0))
 
 
-def xla_memory(fn: Callable, *args) -> Dict[str, int]:
-  """Planned buffer sizes of ``jit(fn)(*args)`` in bytes (``temp`` = peak
+def compiled_memory(compiled) -> Dict[str, int]:
+  """Planned buffer sizes of a compiled function in bytes (``temp`` = peak
   scratch; arguments and outputs apart); empty where not reported."""
-  mem = jax.jit(fn).lower(*args).compile().memory_analysis()
+  mem = compiled.memory_analysis()
   if mem is None:
     return {}
   return {k: int(getattr(mem, f'{k}_size_in_bytes', 0))
           for k in ('temp', 'argument', 'output', 'generated_code')}
+
+
+def xla_memory(fn: Callable, *args) -> Dict[str, int]:
+  """``compiled_memory`` of ``jit(fn)(*args)``."""
+  return compiled_memory(jax.jit(fn).lower(*args).compile())
 
 
 def _taps(size: int, k: int) -> int:
@@ -224,7 +229,7 @@ class Timer:
 
   def __init__(self, repeats: int = 3, warmup: int = 1):
     self.repeats, self.warmup = repeats, warmup
-    self.fns, self.compile_s, self.times = {}, {}, {}
+    self.fns, self.compile_s, self.times, self.memory = {}, {}, {}, {}
 
   def add(self, name: str, fn: Callable, *args) -> None:
     # On the device once, as a training loop's prefetched batches are: the
@@ -233,6 +238,7 @@ class Timer:
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     self.compile_s[name] = time.perf_counter() - start
+    self.memory[name] = compiled_memory(compiled)
     for _ in range(self.warmup):
       jax.block_until_ready(compiled(*args))
     self.fns[name] = (compiled, args)
