@@ -61,9 +61,10 @@ _OPNAME = re.compile(r'op_name="([^"]*)"')
 def hlo_index(hlo: str) -> Dict[str, Tuple[str, str]]:
   """Instruction name -> (kind, op_name) for every instruction of the HLO.
 
-  An instruction without ``op_name`` metadata (XLA creates some, e.g. the
-  fused transposes and kernel gradients of convolutions) borrows the op_name
-  of the nearest operand that has one (up to three levels up).
+  An instruction without a layer in its ``op_name`` (XLA creates some, e.g.
+  the fused transposes and kernel gradients of convolutions) borrows the
+  op_name of the nearest operand that has one (last operand first, up to
+  three levels up): a heuristic, good to a layer or so.
   """
   bodies, current = collections.defaultdict(list), None
   for line in hlo.splitlines():
@@ -95,11 +96,13 @@ def hlo_index(hlo: str) -> Dict[str, Tuple[str, str]]:
     index[name] = (kind, op_name.group(1) if op_name else '')
 
   def borrowed(name, depth):
-    for arg in operands.get(name, []):
+    # The last operand first: a convolution's kernel gradient reads
+    # (input, output gradient), and the output gradient names its layer.
+    for arg in reversed(operands.get(name, [])):
       if arg in index and _PART.search(index[arg][1]):
         return index[arg][1]
     if depth > 1:
-      for arg in operands.get(name, []):
+      for arg in reversed(operands.get(name, [])):
         found = borrowed(arg, depth - 1)
         if found:
           return found
