@@ -167,6 +167,8 @@ def table(title: str, results: Dict[str, Dict[str, float]]) -> str:
       f'{c} ms | share' for c in cols) + ' |',
            '|---|' + '---|---|' * len(cols)]
   totals = {c: sum(results[c].values()) for c in cols}
+  names = [n for n in names
+           if max(r.get(n, 0.0) for r in results.values()) >= 5e-5]
   for n in names + ['total']:
     cells = []
     for c in cols:

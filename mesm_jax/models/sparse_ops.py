@@ -35,7 +35,9 @@ forward + backward at p = 0.5: 0.557x of the dense stages against 0.551x;
 CNNs 0.758x against 0.735x). XLA:CPU's scatter-add was not the bottleneck
 there; the memory-bound patch gathers were.  Since run 3,
 ``sparse.gathered_stage`` uses 2-D row gathers and a gather-only gradient
-for its neighbourhood gather alone, and is faster than this module.  Kept
+for its neighbourhood gather alone, and is faster than this module (run 4,
+feature extraction at p = 0.5: 0.777-0.784x of FE2E against 0.757-0.759x for
+``sparse.gathered_stage``).  Kept
 as an alternative for accelerators, where a scatter-add means atomics;
 ``experiments/benchmark.py`` registers it as ``gathered_vjp``.
 """
