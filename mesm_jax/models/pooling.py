@@ -9,9 +9,9 @@ strides=(2, 2))`` (odd trailing rows and columns are dropped).  Its gradient
 goes, per window and channel, to the *first* maximal entry in row-major
 window order, which is what PyTorch's ``max_pool2d`` does.  Autodiff of
 ``reduce_window`` would give the same numbers (up to ties), but XLA:CPU
-lowers its gradient to a variadic reduce-window over four index arrays that
-costs 10-30x the forward pool (``docs/benchmarks.md``); this gradient is one
-elementwise pass.
+lowers its gradient to a variadic reduce-window over four index arrays: 6-31
+ms per pool at the stem's sizes, against 0.7-1.1 ms for this gradient, one
+elementwise pass (``docs/benchmarks.md``, run 4).
 """
 
 import jax
