@@ -18,7 +18,9 @@ name to
 
 The profiler adds overhead, so the profiled total exceeds the benchmark's
 median; use the shares, not the absolute numbers.  ``profile(fn, *args)`` works
-for any jitted function.
+for any jitted function.  Only checked on CPU: on GPU, kernels that XLA emits
+are named after their HLO fusions, but library calls (cuBLAS, cuDNN) carry
+vendor names and would be left out of the tables.
 """
 
 import argparse
