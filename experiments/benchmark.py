@@ -258,22 +258,24 @@ def section_memory(base, args) -> List[Dict]:
     for label, kind, p, impl in variants(args):
       if impl == 'masked' and kind == 'mesm' and p != args.top_ps[0]:
         continue
-      timer = _MemoryProbe()
+      case = Capture()
       rbase = compute.model_config(base, 'fe2e', remat=remat)
-      fe_case(rbase, label, kind, p, impl, mem_args, timer)
-      gib = {k: v / 2**30 for k, v in timer.memory.items()}
+      fe_case(rbase, label, kind, p, impl, mem_args, case)
+      memory = compute.xla_memory(case.fn, *case.args)
+      gib = {k: v / 2**30 for k, v in memory.items()}
       print(f"| {label} | {remat} | {gib.get('temp', float('nan')):.2f} | "
             f"{gib.get('argument', float('nan')):.2f} |", flush=True)
       rows.append(dict(variant=label, remat=remat, **gib))
   return rows
 
 
-class _MemoryProbe:
-  """Stands in for a Timer: compiles and records the memory plan only."""
+class Capture:
+  """Stands in for a Timer: keeps the case's function and arguments (for
+  the memory plan here, for the profiler in ``profile_ops.py``)."""
 
   def add(self, name, fn, *args):
     del name
-    self.memory = compute.xla_memory(fn, *args)
+    self.fn, self.args = fn, args
 
 
 def describe_machine() -> str:

@@ -180,14 +180,6 @@ def table(title: str, results: Dict[str, Dict[str, float]]) -> str:
   return '\n'.join(lines)
 
 
-class _Capture:
-  """Stands in for a Timer: keeps the function and arguments."""
-
-  def add(self, name, fn, *args):
-    del name
-    self.fn, self.args = fn, args
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--variants', default='fe2e,gathered',
@@ -203,7 +195,7 @@ def main(argv=None):
   base = benchmark.base_config('paper')
   by_kind, by_part, by_group = {}, {}, {}
   for variant in args.variants.split(','):
-    cap = _Capture()
+    cap = benchmark.Capture()
     if variant == 'fe2e':
       benchmark.fe_case(base, 'FE2E', 'fe2e', 1.0, 'masked', bargs, cap)
       label = 'FE2E'
