@@ -41,10 +41,11 @@ import numpy as np
 import optax
 
 import mesm_jax
-from mesm_jax import compute
+from mesm_jax import compute, host_memory
 from mesm_jax.models import cnn as cnn_lib
 from mesm_jax.models import sparse, sparse_ops
 from mesm_jax.nucleus import nucleus_capacity, nucleus_mask
+from mesm_jax.train.flags import str2bool
 
 EXTRA_STAGES = {'gathered_vjp': sparse_ops.fast_gathered_stage}
 
@@ -311,6 +312,9 @@ def parse(argv):
   ap.add_argument('--pipeline_dataset', default='synthetic')
   ap.add_argument('--pipeline_data_dir', default='')
   ap.add_argument('--pipeline_batches', type=int, default=20)
+  ap.add_argument('--keep_freed_memory', type=str2bool, default=True,
+                  help='glibc keeps freed memory for reuse (mesm_jax/'
+                       'host_memory.py): no page faults on XLA:CPU scratch')
   args = ap.parse_args(argv)
   args.top_ps = [float(p) for p in args.top_ps.split(',')]
   args.impls = args.impls.split(',')
@@ -324,15 +328,23 @@ def base_config(widths: str):
   return base
 
 
+def host_memory_setting(keep: bool) -> str:
+  """Apply ``--keep_freed_memory`` (before the first computation)."""
+  if keep and host_memory.keep_freed_memory():
+    return 'freed memory kept for reuse (glibc mallopt)'
+  return 'default allocator settings'
+
+
 def main(argv=None) -> Dict:
   args = parse(argv)
+  memory_setting = host_memory_setting(args.keep_freed_memory)
   register_stages()
   base = base_config(args.widths)
   clips = args.batch
   print(f'# Benchmark: {describe_machine()}')
   print(f'widths {args.widths}, batch {args.batch} clips x {args.frames} '
         f'frames / {args.chunks} chunks, repeats {args.repeats} (median), '
-        f'warm-up {args.warmup}')
+        f'warm-up {args.warmup}; host memory: {memory_setting}')
   results = {}
   if 'fe' in args.sections:
     results['fe'] = run_timed(

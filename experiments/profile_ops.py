@@ -188,7 +188,10 @@ def main(argv=None):
   ap.add_argument('--frames', type=int, default=9)
   ap.add_argument('--chunks', type=int, default=11)
   ap.add_argument('--calls', type=int, default=3)
+  ap.add_argument('--keep_freed_memory', type=benchmark.str2bool,
+                  default=True, help='as in benchmark.py')
   args = ap.parse_args(argv)
+  memory_setting = benchmark.host_memory_setting(args.keep_freed_memory)
   benchmark.register_stages()
   bargs = benchmark.parse(['--frames', str(args.frames), '--chunks',
                            str(args.chunks)])
@@ -207,7 +210,8 @@ def main(argv=None):
     by_group[label] = res['group']
   print(f'# Profile: {benchmark.describe_machine()}')
   print(f'visual + audio CNNs, forward + backward, {args.frames} frames / '
-        f'{args.chunks} chunks, {args.calls} calls')
+        f'{args.chunks} chunks, {args.calls} calls; host memory: '
+        f'{memory_setting}')
   print(table('Device time by group of layers', by_group))
   print(table('Device time by op kind', by_kind))
   print(table('Device time by model part', by_part))
