@@ -12,15 +12,18 @@ of the CPU time of one feature-extraction step.
 thread (``M_ARENA_MAX`` = 1; big blocks from a thread's own arena fall back
 to ``mmap``), no ``mmap`` (``M_MMAP_MAX`` = 0) and no trimming of the heap
 (``M_TRIM_THRESHOLD`` = SIZE_MAX), so a call reuses the pages the previous call
-freed.  The cost: the process keeps its peak heap resident until it exits
-(which a training or benchmark process reaches anyway), and the heap may
-grow by a few scratch-sized blocks in the first calls before its free blocks
-fit every call's requests.  Call it early, before
-the first computation; the experiments' entry points do
-(``--keep_freed_memory false`` or ``MESM_KEEP_FREED_MEMORY=0`` turns it off).
-Only glibc (Linux) has these options; elsewhere the call does nothing.
+freed.
 
-Standard library only, so a script can call it before importing JAX.
+The cost is memory: the process keeps its peak heap resident until it exits,
+and the heap grows by a scratch-sized block whenever a call allocates before
+the previous call's scratch is freed (XLA frees it asynchronously), until it
+holds enough blocks.  Measured: a MOSEI-sized feature extraction with 1.54 GiB
+of scratch ran 1.55 -> 1.27 s per call, and the process's resident memory
+went from 2.6 to 5.7 GiB.  So the benchmarks turn it on
+(``--keep_freed_memory``, default true), training only when asked
+(config ``keep_freed_memory``, default false); ``MESM_KEEP_FREED_MEMORY=0``
+turns it off everywhere.  Call it early, before the first computation.
+Only glibc (Linux) has these options; elsewhere the call does nothing.
 """
 
 import ctypes

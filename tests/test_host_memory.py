@@ -29,7 +29,7 @@ def f(x):
 x = jnp.ones((2**23,))
 temp = f.lower(x).compile().memory_analysis().temp_size_in_bytes
 faults = []
-for _ in range(8):
+for _ in range(20):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x).block_until_ready()
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -58,7 +58,7 @@ def plain():
   run = _run(False)
   assert not run['applied']
   assert run['temp'] / 4096 > 10_000  # ~100 MiB of scratch, or no signal
-  if min(run['faults'][2:]) < 0.5 * run['temp'] / 4096:
+  if sorted(run['faults'][4:])[8] < 0.5 * run['temp'] / 4096:
     pytest.skip(f'this libc/kernel already reuses scratch: {run}')
   return run
 
@@ -66,13 +66,15 @@ def plain():
 def test_scratch_is_reused_instead_of_faulted_in(plain):
   kept = _run(True)
   assert kept['applied']
-  # After the first calls, (almost) nothing is faulted in.
-  steady = kept['faults'][4:]
-  assert min(steady) < 0.02 * kept['temp'] / 4096, kept
-  assert sum(steady) < 0.2 * sum(plain['faults'][4:]), (plain, kept)
+  # Most calls fault nothing in.  A few still do: the heap grows by a
+  # scratch-sized block when a call allocates before the last one's scratch
+  # is freed, until it holds enough blocks.
+  steady = sorted(kept['faults'][4:])
+  assert steady[len(steady) // 2] < 0.02 * kept['temp'] / 4096, kept
+  assert sum(steady) < 0.5 * sum(plain['faults'][4:]), (plain, kept)
 
 
 def test_environment_variable_turns_it_off(plain):
   off = _run(True, env_value='0')
   assert not off['applied']
-  assert sum(off['faults'][4:]) > 0.5 * sum(plain['faults'][4:]), off
+  assert sum(off['faults'][4:]) > 0.8 * sum(plain['faults'][4:]), off

@@ -128,8 +128,7 @@ def test_every_config_field_is_a_flag():
 def test_missing_real_data_is_a_clear_error_without_traceback(tmp_path, capsys):
   code = main.run(['--dataset', 'mosei', '--data_dir', str(tmp_path / 'tfds'),
                    '--raw_dir', str(tmp_path / 'nothing'),
-                   '--workdir', str(tmp_path / 'w'),
-                   '--keep_freed_memory', 'false'])  # leave pytest's malloc
+                   '--workdir', str(tmp_path / 'w')])
   err = capsys.readouterr().err
   assert code == 1
   assert 'No data for mosei_e2e' in err and str(tmp_path / 'nothing') in err
