@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mesm_jax.models import sparse
-from mesm_jax.models.batchnorm import MaskedBatchNorm
+from mesm_jax.models.batchnorm import MaskedBatchNorm, normalize_train
 from mesm_jax.models.cnn import SparseVGGStage
 from mesm_jax.nucleus import nucleus_capacity, nucleus_mask
 
@@ -256,6 +256,68 @@ def test_masked_batchnorm_psum_over_named_axis():
   for shard in range(2):
     chex.assert_trees_all_close(
         jax.tree.map(lambda v: v[shard], upd_shards), upd_all, atol=1e-6)
+
+
+def _autodiff_bn(x, w, scale, bias, relu):
+  """BatchNorm (+ ReLU) over weighted entries, written out for autodiff."""
+  wf = jnp.broadcast_to(w, x.shape[:-1]).astype(jnp.float32)[..., None]
+  axes = tuple(range(x.ndim - 1))
+  total = jnp.sum(wf)
+  mean = jnp.sum(jnp.where(wf > 0, wf * x, 0.0), axes) / total
+  var = jnp.sum(jnp.where(wf > 0, wf * (x - mean) ** 2, 0.0), axes) / total
+  y = (x - mean) / jnp.sqrt(var + EPS) * scale + bias
+  return jnp.maximum(y, 0.0) if relu else y
+
+
+@pytest.mark.parametrize('relu', [False, True])
+@pytest.mark.parametrize('weights_kind', ['mask', 'fractional'])
+def test_normalize_train_gradient_matches_autodiff(relu, weights_kind):
+  """The hand-written gradient against autodiff of the plain formula."""
+  rng = np.random.RandomState(6)
+  x = rng.randn(4, 5, 3, 6).astype(np.float32) * 2 + 0.5
+  mask = rng.rand(4, 5, 3) < 0.6
+  x[~mask] = 30.0                                  # padding: ignored by stats
+  w = mask if weights_kind == 'mask' else mask * rng.uniform(0.2, 1.0, mask.shape)
+  scale = rng.uniform(0.5, 1.5, 6).astype(np.float32)
+  bias = rng.randn(6).astype(np.float32) * 0.3
+  cot = rng.randn(*x.shape).astype(np.float32)
+
+  def fused(x, scale, bias):
+    return normalize_train(x, w, scale, bias, EPS, relu, None)[0]
+
+  def plain(x, scale, bias):
+    return _autodiff_bn(x, w, scale, bias, relu)
+
+  y, vjp = jax.vjp(fused, x, scale, bias)
+  want_y, want_vjp = jax.vjp(plain, x, scale, bias)
+  chex.assert_trees_all_close(y, want_y, atol=2e-5, rtol=1e-5)
+  chex.assert_trees_all_close(vjp(cot), want_vjp(cot), atol=2e-4, rtol=1e-4)
+  if relu:
+    assert np.any(np.asarray(want_y) == 0.0)       # the ReLU does cut
+
+
+def test_normalize_train_gradient_over_named_axis():
+  """Sharded under a named axis: the gradients of the whole batch."""
+  rng = np.random.RandomState(7)
+  x = rng.randn(2, 8, 4).astype(np.float32)
+  w = (rng.rand(2, 8) < 0.7).astype(np.float32)
+  w[:, 0] = 1.0
+  scale, bias = np.full(4, 1.3, np.float32), np.full(4, 0.1, np.float32)
+  cot = rng.randn(2, 8, 4).astype(np.float32)
+
+  def loss(x, scale, bias, w, cot, axis_name):
+    y = normalize_train(x, w, scale, bias, EPS, True, axis_name)[0]
+    return jnp.sum(y * cot)
+
+  grad = jax.grad(loss, argnums=(0, 1, 2))
+  dx, dscale, dbias = jax.vmap(
+      lambda *a: grad(*a, 'batch'), in_axes=(0, None, None, 0, 0),
+      axis_name='batch')(x, scale, bias, w, cot)
+  want = grad(x.reshape(16, 4), scale, bias, w.reshape(16), cot.reshape(16, 4),
+              None)
+  chex.assert_trees_all_close(dx.reshape(16, 4), want[0], atol=1e-5)
+  chex.assert_trees_all_close(dscale.sum(0), want[1], atol=1e-5)
+  chex.assert_trees_all_close(dbias.sum(0), want[2], atol=1e-5)
 
 
 def test_masked_batchnorm_empty_batch_keeps_running_stats():

@@ -50,9 +50,9 @@ class ConvBNReLU(nn.Module):
     k = self.kernel_size
     x = nn.Conv(self.features, (k, k), padding=k // 2, dtype=self.dtype,
                 name='conv')(x)
-    x = MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
-                        name='bn')(x, frame_weight[:, None, None], self.train)
-    return nn.relu(x)
+    return MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
+                           relu=True, name='bn')(
+                               x, frame_weight[:, None, None], self.train)
 
 
 class Stem(nn.Module):
@@ -84,8 +84,7 @@ class VGGBlock(nn.Module):
       x = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype,
                   name=f'conv{i}')(x)
       x = MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
-                          name=f'bn{i}')(x, w, self.train)
-      x = nn.relu(x)
+                          relu=True, name=f'bn{i}')(x, w, self.train)
     return max_pool2(x) if self.pool else x
 
 
@@ -114,11 +113,15 @@ class SparseVGGStage(nn.Module):
     stage = sparse.get_stage(self.impl)
     k1 = ConvKernel(self.features, name='conv1')(x.shape[-1])
     k2 = ConvKernel(self.features, name='conv2')(self.features)
+    # Autodiff BatchNorm on the compact rows: they are small, and the fused
+    # gradient's different rounding made the 1-vs-8-device test diverge
+    # (batchnorm.py).
     bns = [MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
-                           name=f'bn{i}') for i in (1, 2)]
+                           relu=True, fused_gradient=False, name=f'bn{i}')
+           for i in (1, 2)]
 
     def norm(i, h, w):
-      return nn.relu(bns[i](h, w, self.train))
+      return bns[i](h, w, self.train)
 
     kernels = [k.astype(self.dtype) for k in (k1, k2)]
     return stage(x.astype(self.dtype), active, frame_weight, kernels, norm,
