@@ -177,20 +177,31 @@ def step_cases(base, label, kind, p, impl, args, train_timer, infer_timer):
 
 
 def ratio_table(title, secs, compile_s, clips, memory=None,
-                fe2e='FE2E') -> str:
-  """Median time, clips/s, ratio to FE2E, compile time and XLA's planned
-  peak scratch memory (``memory_analysis().temp_size_in_bytes``)."""
-  memory = memory or {}
+                fe2e='FE2E', cpu=None) -> str:
+  """Median time, clips/s, ratio to FE2E, median CPU time (all threads) and
+  the cores it kept busy (CPU / wall), compile time and XLA's planned peak
+  scratch memory (``memory_analysis().temp_size_in_bytes``)."""
+  memory, cpu = memory or {}, cpu or {}
   lines = [f'\n### {title}\n',
-           '| variant | median s/call | clips/s | x FE2E time | compile s '
-           '| XLA temp MiB |',
-           '|---|---|---|---|---|---|']
+           '| variant | median s/call | clips/s | x FE2E time | CPU s/call '
+           '| x FE2E CPU | cores busy | compile s | XLA temp MiB |',
+           '|---|---|---|---|---|---|---|---|---|']
   for k, v in secs.items():
     temp = memory.get(k, {}).get('temp')
     temp = 'n/a' if temp is None else f'{temp / 2**20:.0f}'
+    if k in cpu and fe2e in cpu:
+      cpu_cells = (f'{cpu[k]:.3f} | {cpu[k] / cpu[fe2e]:.3f} | '
+                   f'{cpu[k] / v:.2f}')
+    else:
+      cpu_cells = 'n/a | n/a | n/a'
     lines.append(f'| {k} | {v:.3f} | {clips / v:.2f} | {v / secs[fe2e]:.3f} '
-                 f'| {compile_s[k]:.1f} | {temp} |')
+                 f'| {cpu_cells} | {compile_s[k]:.1f} | {temp} |')
   return '\n'.join(lines)
+
+
+def print_timer(title, timer, secs, clips) -> None:
+  print(ratio_table(title, secs, timer.compile_s, clips, timer.memory,
+                    cpu=timer.cpu_seconds()), flush=True)
 
 
 def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
@@ -198,8 +209,7 @@ def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
   for label, kind, p, impl in variants(args):
     builder(base, label, kind, p, impl, args, timer)
   secs = timer.run()
-  print(ratio_table(title, secs, timer.compile_s, clips, timer.memory),
-        flush=True)
+  print_timer(title, timer, secs, clips)
   return secs
 
 
@@ -211,10 +221,8 @@ def section_step(base, args, clips) -> Dict[str, Dict[str, float]]:
       continue  # build_model accepts the registered impls only
     step_cases(base, label, kind, p, impl, args, train_t, infer_t)
   train, infer = train_t.run(), infer_t.run()
-  print(ratio_table('Train step (forward + backward + Adam)', train,
-                    train_t.compile_s, clips, train_t.memory), flush=True)
-  print(ratio_table('Inference step (forward, eval mode)', infer,
-                    infer_t.compile_s, clips, infer_t.memory), flush=True)
+  print_timer('Train step (forward + backward + Adam)', train_t, train, clips)
+  print_timer('Inference step (forward, eval mode)', infer_t, infer, clips)
   return {'train': train, 'infer': infer}
 
 

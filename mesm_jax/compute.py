@@ -224,12 +224,16 @@ class Timer:
   """Compile once, warm up, then time variants round-robin (median).
 
   Interleaving the repeats spreads load from other processes evenly over
-  the variants, so their ratios stay meaningful on a shared machine.
+  the variants, so their ratios stay meaningful on a shared machine.  Beside
+  the wall time, each call's CPU time (all threads of this process, user +
+  system: ``time.process_time``) is recorded in ``cpu``; CPU over wall time
+  says how many cores a variant kept busy.
   """
 
   def __init__(self, repeats: int = 3, warmup: int = 1):
     self.repeats, self.warmup = repeats, warmup
     self.fns, self.compile_s, self.times, self.memory = {}, {}, {}, {}
+    self.cpu = {}
 
   def add(self, name: str, fn: Callable, *args) -> None:
     # On the device once, as a training loop's prefetched batches are: the
@@ -242,13 +246,18 @@ class Timer:
     for _ in range(self.warmup):
       jax.block_until_ready(compiled(*args))
     self.fns[name] = (compiled, args)
-    self.times[name] = []
+    self.times[name], self.cpu[name] = [], []
 
   def run(self) -> Dict[str, float]:
     """Median seconds per call of every variant."""
     for _ in range(self.repeats):
       for name, (compiled, args) in self.fns.items():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         jax.block_until_ready(compiled(*args))
         self.times[name].append(time.perf_counter() - start)
+        self.cpu[name].append(time.process_time() - cpu_start)
     return {k: float(np.median(v)) for k, v in self.times.items()}
+
+  def cpu_seconds(self) -> Dict[str, float]:
+    """Median CPU seconds per call (all threads) of every variant."""
+    return {k: float(np.median(v)) for k, v in self.cpu.items() if v}

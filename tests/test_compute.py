@@ -144,7 +144,32 @@ def test_benchmark_script_smoke():
   out = _script('benchmark').main(
       ['--widths', 'smoke', '--sections', 'stages', '--repeats', '1',
        '--batch', '1', '--frames', '1', '--chunks', '1', '--top_ps', '0.5',
-       '--impls', 'gathered_vjp'])
+       '--impls', 'gathered_vjp', '--keep_freed_memory', 'false'])
   assert set(out['stages']) == {'FE2E', 'MESM p=0.5 gathered_vjp'}
   assert all(v > 0 for v in out['stages'].values())
   assert out['peak_bytes'] > 0
+
+
+def test_timer_cpu_time_tells_busy_from_idle():
+  """CPU time per call: a matmul keeps a core busy, a sleep does not."""
+  import time as time_lib
+
+  def busy(x):
+    for _ in range(8):
+      x = jnp.tanh(x @ x)
+    return x
+
+  def idle(x):
+    def nap(v):
+      time_lib.sleep(0.05)
+      return v
+    return jax.pure_callback(nap, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+  timer = compute.Timer(repeats=3, warmup=1)
+  timer.add('busy', busy, jnp.ones((384, 384)) / 384)
+  timer.add('idle', idle, jnp.ones((4,)))
+  wall, cpu = timer.run(), timer.cpu_seconds()
+  assert wall['idle'] >= 0.05
+  assert cpu['idle'] < 0.5 * wall['idle']
+  assert cpu['busy'] > 0.5 * wall['busy']
+  assert set(timer.cpu) == {'busy', 'idle'} and len(timer.cpu['busy']) == 3
