@@ -5,7 +5,7 @@ call (a MESM or FE2E train step on one clip: 200-300 MiB; a MOSEI batch:
 gigabytes).  glibc's ``malloc`` serves blocks that large with a fresh ``mmap``
 and unmaps them again on ``free``, so every call faults its whole scratch back
 in, one 4 KiB page at a time, and the kernel zeroes each page.  On the 2-core
-VM of ``docs/benchmarks.md`` that was 65-420 thousand page faults and 15-25%
+VM of ``docs/benchmarks.md`` that was 65-420 thousand page faults and 13-24%
 of the CPU time of one feature-extraction step.
 
 ``keep_freed_memory()`` sets three ``mallopt`` options: one arena for every

@@ -18,10 +18,11 @@ the global batch and the running statistics stay identical on every device.
 
 Training mode runs ``normalize_train``: the normalisation (and the ReLU that
 follows every BatchNorm of the CNNs, ``relu=True``) with a hand-written
-gradient.  Autodiff of the same formula makes about twice as many passes over
-the activations, and on CPU those passes are memory-bound: the largest maps
-(the stem's) took 5.7 ms forward + backward with autodiff, 3.4 ms with this
-gradient.  The sparse stages keep autodiff (``fused_gradient=False``) on
+gradient.  Its backward pass reads the activations for two channel sums and
+once more for the input gradient; autodiff of the same formula was slower on
+CPU, where these passes are memory-bound: on the largest maps (the stem's)
+forward + backward took 5.7 ms with autodiff, 3.4 ms with this gradient
+(``docs/benchmarks.md``, run 6).  The sparse stages keep autodiff (``fused_gradient=False``) on
 their compact rows: small arrays, little to gain, and there the different
 rounding made the 1-vs-8-device equality test (``tests/test_multidevice.py``,
 SGD at lr 0.5) drift apart after two steps, although each gradient agrees
