@@ -86,23 +86,14 @@ def compact_layout(active: jax.Array, capacity: int) -> Layout:
   return Layout(index, valid, slot_of_pos, neighbours)
 
 
-GATHER = 'vmap'  # 'vmap': per-frame row gather; 'flat': one flat gather
-
-
 def take_rows(buf: jax.Array, index: jax.Array) -> jax.Array:
   """``out[f, s] = buf[f, index[f, s]]``: ``[N,R,C]``, ``[N,S]`` -> ``[N,S,C]``.
 
-  ``index == R`` (the sentinel) reads a zero row.
+  ``index == R`` (the sentinel) reads a zero row appended to every frame;
+  a per-frame (``vmap``) row gather.
   """
-  n_frames, r, c = buf.shape
-  if GATHER == 'vmap':
-    padded = jnp.concatenate([buf, jnp.zeros_like(buf[:, :1])], axis=1)
-    return jax.vmap(lambda b, i: b[i])(padded, index)
-  offset = (jnp.arange(n_frames, dtype=index.dtype) * r)[:, None]
-  flat = jnp.where(index >= r, n_frames * r, index + offset).reshape(-1)
-  out = jnp.take(buf.reshape(n_frames * r, c), flat, axis=0, mode='fill',
-                 fill_value=0)
-  return out.reshape(n_frames, index.shape[1], c)
+  padded = jnp.concatenate([buf, jnp.zeros_like(buf[:, :1])], axis=1)
+  return jax.vmap(lambda b, i: b[i])(padded, index)
 
 
 @jax.custom_vjp
