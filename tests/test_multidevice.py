@@ -6,6 +6,18 @@ widths, dropout 0: the model's masked BatchNorm psums its statistics over the
 device axis, so 8 devices x 1 clip must compute what 1 device x 8 clips does.
 The parameters are updated with SGD here (see the script); Adam and the loop
 are covered by test_train.py and test_resume.py.
+
+Three steps, each taken by every runner from the same state (the 1-device
+runner's result of the step before), then compared.  Runners are not left to
+follow their own trajectories: their states differ by float32 rounding
+(about 5e-7 after one step: the device sums are added in another order), and
+the model is not continuous in its parameters: a ReLU passes or stops the
+gradient of an entry by its sign, a max-pool picks one input, the nucleus
+keeps or drops a position.  Measured: after one step an entry of the audio
+block 1 sat at +5.2e-7 before its ReLU in one trajectory and at or below 0 in
+the other, so one gradient entry differed by 1.8e-4, the parameters by 1.9e-4
+after step 2 and by 0.06 after step 3 (lr 0.5), with every gradient taken
+from one state agreeing to 5e-7.
 """
 
 import json
@@ -50,22 +62,29 @@ SCRIPT = textwrap.dedent('''
     pos_weight = np.linspace(1, 3, 6).astype('float32')
     eval_batch = batch(config, 8, 99)
     eval_batch['clip_mask'][-3:] = False        # padded eval clips
-    out = {}
-    for name, n in (('pmap', 1), ('pmap', 8), ('shard_map', 8)):
-      runner = parallel.make_runner(name, jax.devices()[:n])
-      s = runner.put_state(state)
-      losses = []
-      for i in range(3):
-        s, m = runner.train_step(s, batch(config, 8, i + 1), pos_weight)
-        losses.append(float(m['loss']))
-      ev = runner.eval_step(s, eval_batch, pos_weight)
-      host = runner.get_state(s)
-      out[f'{name}{n}'] = dict(
-          losses=losses, step=int(host.step),
-          params=[x.ravel().tolist() for x in jax.tree.leaves(host.params)],
-          stats=[x.ravel().tolist() for x in jax.tree.leaves(host.batch_stats)],
-          probs=ev['probs'].tolist(), mask=ev['clip_mask'].tolist(),
-          eval_loss=float(ev['loss_sum'] / ev['loss_count']))
+    runners = {f'{name}{n}': parallel.make_runner(name, jax.devices()[:n])
+               for name, n in (('pmap', 1), ('pmap', 8), ('shard_map', 8))}
+    out = {key: dict(losses=[], step=[], params=[], stats=[])
+           for key in runners}
+    host = state
+    for i in range(3):
+      train_batch = batch(config, 8, i + 1)
+      after = {}
+      for key, runner in runners.items():
+        s, m = runner.train_step(runner.put_state(host), train_batch,
+                                 pos_weight)
+        after[key] = runner.get_state(s)
+        out[key]['losses'].append(float(m['loss']))
+        out[key]['step'].append(int(after[key].step))
+        out[key]['params'].append(
+            [x.ravel().tolist() for x in jax.tree.leaves(after[key].params)])
+        out[key]['stats'].append(
+            [x.ravel().tolist() for x in jax.tree.leaves(after[key].batch_stats)])
+      host = after['pmap1']                     # every runner goes on from here
+    for key, runner in runners.items():
+      ev = runner.eval_step(runner.put_state(host), eval_batch, pos_weight)
+      out[key].update(probs=ev['probs'].tolist(), mask=ev['clip_mask'].tolist(),
+                      eval_loss=float(ev['loss_sum'] / ev['loss_count']))
     json.dump(out, sys.stdout)
 ''')
 
@@ -82,12 +101,14 @@ def runs():
 
 
 def _assert_same(a, b, atol):
-  assert a['step'] == b['step'] == 3
+  assert a['step'] == b['step'] == [1, 2, 3]
   np.testing.assert_allclose(a['losses'], b['losses'], rtol=1e-5, atol=atol)
-  for x, y in zip(a['params'], b['params']):
-    np.testing.assert_allclose(x, y, atol=atol)
-  for x, y in zip(a['stats'], b['stats']):
-    np.testing.assert_allclose(x, y, rtol=1e-4, atol=atol)
+  for step in range(3):
+    for x, y in zip(a['params'][step], b['params'][step]):
+      np.testing.assert_allclose(x, y, atol=atol, err_msg=f'step {step + 1}')
+    for x, y in zip(a['stats'][step], b['stats'][step]):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=atol,
+                                 err_msg=f'step {step + 1}')
   np.testing.assert_allclose(a['probs'], b['probs'], atol=atol)
   assert a['mask'] == b['mask'] == [True] * 5 + [False] * 3
   np.testing.assert_allclose(a['eval_loss'], b['eval_loss'], rtol=1e-5)
