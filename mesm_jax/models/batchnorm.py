@@ -18,16 +18,13 @@ the global batch and the running statistics stay identical on every device.
 
 Training mode runs ``normalize_train``: the normalisation (and the ReLU that
 follows every BatchNorm of the CNNs, ``relu=True``) with a hand-written
-gradient.  Its backward pass reads the activations for two channel sums and
-once more for the input gradient; autodiff of the same formula was slower on
-CPU, where these passes are memory-bound: on the largest maps (the stem's)
+gradient, on the dense maps and on the sparse stages' compact rows alike.
+Its backward pass reads the activations for two channel sums and once more
+for the input gradient; autodiff of the same formula was slower on CPU,
+where these passes are memory-bound: on the largest maps (the stem's)
 forward + backward took 5.7 ms with autodiff, 3.4 ms with this gradient
-(``docs/benchmarks.md``, run 6).  The sparse stages keep autodiff (``fused_gradient=False``) on
-their compact rows: small arrays, little to gain, and there the different
-rounding made the 1-vs-8-device equality test (``tests/test_multidevice.py``,
-SGD at lr 0.5) drift apart after two steps, although each gradient agrees
-with autodiff to 1e-9 there (checked inside that test's 8-device run; the
-cause was not found).
+(``docs/benchmarks.md``, run 6).  It also plans less scratch: MESM's feature
+extraction on a MOSEI clip 1331 instead of 1412 MiB with it on the rows.
 """
 
 import functools
@@ -144,15 +141,12 @@ class MaskedBatchNorm(nn.Module):
     axis_name: named axis to share statistics over (``'batch'`` under pmap).
     dtype: dtype of the output (statistics are always float32).
     relu: apply a ReLU to the output.
-    fused_gradient: in training, use ``normalize_train``'s hand-written
-      gradient (else autodiff of ``masked_moments`` and the formula).
   """
   momentum: float = 0.1
   epsilon: float = 1e-5
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   relu: bool = False
-  fused_gradient: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, weights: jax.Array,
@@ -164,13 +158,8 @@ class MaskedBatchNorm(nn.Module):
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (c,), jnp.float32)
     if train:
       axis = None if self.is_initializing() else self.axis_name
-      if self.fused_gradient:
-        y, mean, var, count = normalize_train(
-            x, weights, scale, bias, self.epsilon, self.relu, axis)
-      else:
-        mean, var, count = masked_moments(x, weights, axis)
-        y = _affine(x, mean, jax.lax.rsqrt(var + self.epsilon), scale, bias,
-                    self.relu)
+      y, mean, var, count = normalize_train(
+          x, weights, scale, bias, self.epsilon, self.relu, axis)
       if not self.is_initializing():
         stats = jax.lax.stop_gradient((mean, var, count))
         self._update(ra_mean, ra_var, *stats)

@@ -113,11 +113,8 @@ class SparseVGGStage(nn.Module):
     stage = sparse.get_stage(self.impl)
     k1 = ConvKernel(self.features, name='conv1')(x.shape[-1])
     k2 = ConvKernel(self.features, name='conv2')(self.features)
-    # Autodiff BatchNorm on the compact rows: they are small, and the fused
-    # gradient's different rounding made the 1-vs-8-device test diverge
-    # (batchnorm.py).
     bns = [MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
-                           relu=True, fused_gradient=False, name=f'bn{i}')
+                           relu=True, name=f'bn{i}')
            for i in (1, 2)]
 
     def norm(i, h, w):
