@@ -1,0 +1,79 @@
+"""experiments/cpu_profile.py: perf samples sorted into library groups."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import cpu_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Lines as `perf report --no-children --sort dso,sym --stdio` prints them
+# (shortened symbols), with its comment header.
+REPORT = """\
+# Samples: 19K of event 'cpu-clock:pppH'
+#
+# Overhead  Shared Object       Symbol
+# ........  ..................  ......
+#
+    28.78%  libjax_common.so    [.] ynn::dot_fp32_5x64x1_1x16x1_avx512
+     5.85%  libjax_common.so    [.] Eigen::internal::gemm_pack_colmajor_block<float, long>
+     5.75%  libc.so.6           [.] _int_malloc
+     2.26%  libjax_common.so    [.] ynn::sum_kn_fp32_avx512
+     0.47%  libjax_common.so    [.] slinky::function_ref<void (void**, long)>::get_impl
+     0.33%  libjax_common.so    [.] std::__move_merge<xla::cpu::internal::SortIterator<2ul>>
+     0.96%  [kernel.kallsyms]   [k] _raw_spin_unlock_irqrestore
+     0.90%  libc.so.6           [.] __memmove_avx512_unaligned_erms
+     0.22%  [JIT] tid 11477     [.] 0x00007fcddbc1463e
+     0.07%  libpython3.11.so.1.0  [.] _PyEval_EvalFrameDefault
+"""
+
+
+def test_groups_of_symbols():
+  assert cpu_profile.group_of('libjax_common.so [.] ynn::dot_fp32_3x64') == (
+      'ynn matmul')
+  assert cpu_profile.group_of('libjax_common.so [.] ynn::transpose_x32') == (
+      'ynn other')
+  assert cpu_profile.group_of('[JIT] tid 7 [.] 0x00007f0fc03dd63e') == 'xla jit'
+  assert cpu_profile.group_of('libc.so.6 [.] unlink_chunk.constprop.0') == (
+      'malloc/free')
+  assert cpu_profile.group_of('libc.so.6 [.] freelocale') == 'other'
+  assert cpu_profile.group_of('libpython3.11.so [.] _PyEval_X') == 'other'
+
+
+def test_shares_add_up_and_follow_the_report():
+  got = cpu_profile.shares(REPORT.splitlines())
+  assert set(got) == set(cpu_profile.GROUP_NAMES)
+  total = 28.78 + 5.85 + 5.75 + 2.26 + 0.47 + 0.33 + 0.96 + 0.90 + 0.22 + 0.07
+  np.testing.assert_allclose(sum(got.values()), 1.0)
+  expected = {'ynn matmul': 28.78, 'eigen': 5.85, 'malloc/free': 5.75,
+              'ynn other': 2.26 + 0.47, 'sort': 0.33, 'kernel': 0.96,
+              'memcpy/memset': 0.90, 'xla jit': 0.22, 'other': 0.07}
+  for group, percent in expected.items():
+    np.testing.assert_allclose(got[group], percent / total, err_msg=group)
+
+
+def _perf_works() -> bool:
+  if shutil.which('perf') is None:
+    return False
+  probe = subprocess.run(['perf', 'record', '-q', '-o', os.devnull, '--',
+                          'true'], capture_output=True)
+  return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _perf_works(), reason='Linux perf cannot sample here')
+def test_sample_sees_the_matmul():
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((384, 384)),
+                  jnp.float32)
+  fn = jax.jit(lambda a: a @ a @ a)
+  jax.block_until_ready(fn(x))
+  got, wall, cpu = cpu_profile.sample(fn, (x,), seconds=1.5, freq=499)
+  assert wall > 0 and cpu > 0
+  np.testing.assert_allclose(sum(got.values()), 1.0)
+  # A loop of matmuls spends most of its CPU time in matmul kernels.
+  assert got['ynn matmul'] + got['eigen'] > 0.5, got
