@@ -25,6 +25,12 @@ these are CPU samples: their shares add up to the process's CPU time.  The
 tables give CPU seconds per call by group (the share of the samples times
 the CPU time per call measured over the same loop) and the ratio to FE2E.
 
+The samples also give a timeline: in slices of one sampling period, how
+many of the process's threads were on a CPU, and, in the slices where only
+one was, which group it ran (the "lone" rows; a core idles meanwhile).  The
+mean number of busy threads matches the benchmark's "cores busy" (CPU /
+wall time).
+
 Needs Linux ``perf`` and ``/proc/sys/kernel/perf_event_paranoid`` <= 2 (a
 process may sample its own threads).  Only tried on CPU.
 """
@@ -51,7 +57,7 @@ GROUPS = (
     ('eigen', re.compile(r'Eigen::')),
     ('sort', re.compile(r'[Ss]ort')),
     ('ynn other', re.compile(r'ynn::|slinky::')),
-    ('xla jit', re.compile(r'\[JIT\]')),
+    ('xla jit', re.compile(r'\[JIT\]|/perf-\d+\.map')),
     ('malloc/free', re.compile(r'\b(_int_malloc|_int_free|malloc|free|'
                                r'unlink_chunk[\w.]*|malloc_consolidate|'
                                r'_int_realloc|realloc)\b')),
@@ -62,6 +68,8 @@ GROUP_NAMES = tuple(g for g, _ in GROUPS) + ('other',)
 
 # "    34.77%  libjax_common.so      [.] ynn::dot_fp32_3x64x1_..."
 _LINE = re.compile(r'^\s*([\d.]+)%\s+(.*)$')
+# "18802 24147.909573:      7fe5e5b749b0 ynn::dot_fp32_... (/path/lib.so)"
+_SCRIPT = re.compile(r'^\s*(\d+)\s+([\d.]+):\s+(.*)$')
 
 
 def group_of(entry: str) -> str:
@@ -82,9 +90,38 @@ def shares(report_lines: Iterable[str]) -> Dict[str, float]:
   return {g: totals.get(g, 0.0) / norm for g in GROUP_NAMES}
 
 
+def timeline(script_lines: Iterable[str], freq: int) -> Dict[str, float]:
+  """Shares of the time with 0, 1 or 2+ threads busy, and lone groups.
+
+  ``script_lines``: ``perf script -F tid,time,ip,sym,dso`` output.  Time is
+  cut into slices of one sampling period; a thread is busy in a slice when
+  it has a sample there.  Keys: ``'0'``, ``'1'``, ``'2+'`` and
+  ``'lone <group>'``, all as fractions of the slices.
+  """
+  samples = []
+  for line in script_lines:
+    m = _SCRIPT.match(line)
+    if m:
+      samples.append((int(m.group(1)), float(m.group(2)), m.group(3)))
+  if not samples:
+    return {}
+  start = min(t for _, t, _ in samples)
+  binned = collections.defaultdict(dict)          # slice -> {thread: symbol}
+  for tid, t, symbol in samples:
+    binned[int((t - start) * freq + 1e-6)][tid] = symbol  # 1e-6: rounding
+  n = max(binned) + 1
+  out = collections.Counter()
+  for threads in binned.values():
+    out['1' if len(threads) == 1 else '2+'] += 1
+    if len(threads) == 1:
+      out['lone ' + group_of(next(iter(threads.values())))] += 1
+  out['0'] = n - len(binned)
+  return {k: v / n for k, v in out.items()}
+
+
 def sample(fn, args, seconds: float, freq: int) -> Tuple[Dict[str, float],
                                                           float, float]:
-  """Group shares, wall and CPU seconds per call of ``fn(*args)``."""
+  """Group shares (and timeline shares), wall and CPU s per call of ``fn``."""
   if shutil.which('perf') is None:
     raise SystemExit('cpu_profile.py needs Linux perf (`perf` not on PATH)')
   with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +142,12 @@ def sample(fn, args, seconds: float, freq: int) -> Tuple[Dict[str, float],
     report = subprocess.run(
         ['perf', 'report', '-i', data, '--no-children', '--sort', 'dso,sym',
          '--stdio'], capture_output=True, text=True, check=True).stdout
-  return shares(report.splitlines()), wall / max(calls, 1), cpu / max(calls, 1)
+    script = subprocess.run(
+        ['perf', 'script', '-i', data, '-F', 'tid,time,ip,sym,dso'],
+        capture_output=True, text=True, check=True).stdout
+  groups = shares(report.splitlines())
+  groups.update(timeline(script.splitlines(), freq))
+  return groups, wall / max(calls, 1), cpu / max(calls, 1)
 
 
 def table(results: Dict[str, Tuple[Dict[str, float], float, float]]) -> str:
@@ -122,6 +164,17 @@ def table(results: Dict[str, Tuple[Dict[str, float], float, float]]) -> str:
       v, b = get(results[c]), get(base)
       cells.append(f'{v:.3f} | {v / b:.2f}' if b > 0 else f'{v:.3f} | -')
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  lines += ['', '| share of the wall time | ' + ' | '.join(cols) + ' |',
+            '|---|' + '---|' * len(cols)]
+  keys = ['0', '1', '2+'] + [f'lone {g}' for g in GROUP_NAMES]
+  labels = {'0': 'no thread busy', '1': 'one thread busy',
+            '2+': 'two or more busy'}
+  for k in keys:
+    vals = [results[c][0].get(k, 0.0) for c in cols]
+    if k.startswith('lone') and max(vals) < 0.001:
+      continue
+    lines.append(f'| {labels.get(k, "  " + k)} | ' +
+                 ' | '.join(f'{v:.3f}' for v in vals) + ' |')
   return '\n'.join(lines)
 
 

@@ -58,6 +58,28 @@ def test_shares_add_up_and_follow_the_report():
     np.testing.assert_allclose(got[group], percent / total, err_msg=group)
 
 
+def test_timeline_counts_busy_threads_per_slice():
+  lines = [  # perf script -F tid,time,ip,sym,dso; 1000 Hz -> 1 ms slices
+      '101 10.0000:  7f01 ynn::dot_fp32_3x64 (/x/libjax_common.so)',
+      '102 10.0001:  7f02 [unknown] (/tmp/perf-100.map)',
+      '101 10.0010:  7f01 ynn::dot_fp32_3x64 (/x/libjax_common.so)',
+      '102 10.0012:  7f02 _int_malloc (/lib/libc.so.6)',
+      '101 10.0020:  7f01 ynn::dot_fp32_4x64 (/x/libjax_common.so)',
+      '101 10.0025:  7f01 ynn::dot_fp32_4x64 (/x/libjax_common.so)',
+      '102 10.0031:  7f02 [unknown] (/tmp/perf-100.map)',
+      # slice 4 empty: no thread on a CPU
+      '101 10.0050:  7f01 std::__move_merge<SortIterator> (/x/lib.so)',
+      'not a sample line',
+  ]
+  got = cpu_profile.timeline(lines, freq=1000)
+  np.testing.assert_allclose(
+      [got['0'], got['1'], got['2+']], [1 / 6, 3 / 6, 2 / 6])
+  assert got['lone ynn matmul'] == pytest.approx(1 / 6)   # slice 2
+  assert got['lone xla jit'] == pytest.approx(1 / 6)      # slice 3
+  assert got['lone sort'] == pytest.approx(1 / 6)         # slice 5
+  assert cpu_profile.timeline(['nothing'], freq=1000) == {}
+
+
 def _perf_works() -> bool:
   if shutil.which('perf') is None:
     return False
@@ -74,6 +96,9 @@ def test_sample_sees_the_matmul():
   jax.block_until_ready(fn(x))
   got, wall, cpu = cpu_profile.sample(fn, (x,), seconds=1.5, freq=499)
   assert wall > 0 and cpu > 0
-  np.testing.assert_allclose(sum(got.values()), 1.0)
+  np.testing.assert_allclose(
+      sum(got[g] for g in cpu_profile.GROUP_NAMES), 1.0)
   # A loop of matmuls spends most of its CPU time in matmul kernels.
   assert got['ynn matmul'] + got['eigen'] > 0.5, got
+  busy = got.get('1', 0.0) + 2 * got.get('2+', 0.0)
+  assert 0.5 < busy <= 2.5, got          # about the cores the loop kept busy
