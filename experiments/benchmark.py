@@ -24,6 +24,11 @@ Variants: FE2E and MESM at p in --top_ps with each stage implementation in
 here at run time).  Timings: compile apart, one warm-up, then the median of
 --repeats calls, interleaved round-robin over the variants so that other load
 on the machine hits them alike.  Ratios are to FE2E.
+
+``--compile_presets default,ynn_all`` times every variant once more with
+XLA:CPU's YNNPACK taking all the fusion kinds it offers
+(``mesm_jax.compute.CPU_COMPILE_PRESETS``); the labels of the second preset
+end in `` [ynn_all]``.
 """
 
 import argparse
@@ -61,6 +66,16 @@ def variants(args):
   for p in args.top_ps:
     for impl in args.impls:
       yield f'MESM p={p:g} {impl}', 'mesm', p, impl
+
+
+def compiled_variants(args, timer):
+  """``variants`` once per ``--compile_presets`` entry; the timer learns
+  each label's compile options (labels get `` [preset]`` beyond the first)."""
+  for i, preset in enumerate(args.compile_presets):
+    for label, kind, p, impl in variants(args):
+      label = label if i == 0 else f'{label} [{preset}]'
+      timer.compiler_options[label] = compute.compile_options(preset)
+      yield label, kind, p, impl
 
 
 def _cnn_loss(cnn, variables, x, w, q):
@@ -206,7 +221,7 @@ def print_timer(title, timer, secs, clips) -> None:
 
 def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
   timer = compute.Timer(args.repeats, args.warmup)
-  for label, kind, p, impl in variants(args):
+  for label, kind, p, impl in compiled_variants(args, timer):
     builder(base, label, kind, p, impl, args, timer)
   secs = timer.run()
   print_timer(title, timer, secs, clips)
@@ -216,9 +231,10 @@ def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
 def section_step(base, args, clips) -> Dict[str, Dict[str, float]]:
   train_t = compute.Timer(args.repeats, args.warmup)
   infer_t = compute.Timer(args.repeats, args.warmup)
-  for label, kind, p, impl in variants(args):
+  for label, kind, p, impl in compiled_variants(args, train_t):
     if impl in EXTRA_STAGES:
       continue  # build_model accepts the registered impls only
+    infer_t.compiler_options[label] = train_t.compiler_options[label]
     step_cases(base, label, kind, p, impl, args, train_t, infer_t)
   train, infer = train_t.run(), infer_t.run()
   print_timer('Train step (forward + backward + Adam)', train_t, train, clips)
@@ -323,7 +339,15 @@ def parse(argv):
   ap.add_argument('--keep_freed_memory', type=str2bool, default=True,
                   help='glibc keeps freed memory for reuse (mesm_jax/'
                        'host_memory.py): no page faults on XLA:CPU scratch')
+  ap.add_argument('--compile_presets', default='default',
+                  help='XLA:CPU compile presets (mesm_jax.compute.'
+                       'CPU_COMPILE_PRESETS), comma-separated: every variant '
+                       'once per preset; ratios are to the first preset\'s '
+                       'FE2E. Ignored on other backends.')
   args = ap.parse_args(argv)
+  args.compile_presets = args.compile_presets.split(',')
+  for preset in args.compile_presets:
+    compute.compile_options(preset)          # fail early on a typo
   args.top_ps = [float(p) for p in args.top_ps.split(',')]
   args.impls = args.impls.split(',')
   args.sections = args.sections.split(',')
@@ -352,7 +376,10 @@ def main(argv=None) -> Dict:
   print(f'# Benchmark: {describe_machine()}')
   print(f'widths {args.widths}, batch {args.batch} clips x {args.frames} '
         f'frames / {args.chunks} chunks, repeats {args.repeats} (median), '
-        f'warm-up {args.warmup}; host memory: {memory_setting}')
+        f'warm-up {args.warmup}; host memory: {memory_setting}; compile '
+        f'presets: ' + ', '.join(
+            f'{p} {compute.compile_options(p) or "(XLA defaults)"}'
+            for p in args.compile_presets))
   results = {}
   if 'fe' in args.sections:
     results['fe'] = run_timed(

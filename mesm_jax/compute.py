@@ -37,6 +37,28 @@ CHUNK = (128, 32)
 PAPER_GFLOPS = {'fe2e': 8.65, 'mesm_p0.7': 5.18, 'mesm_p0.5': 4.34}
 
 
+# XLA:CPU compile options, by name.  ``ynn_all`` lets YNNPACK take every
+# kind of fusion it offers (also elementwise ops and reductions, such as
+# BatchNorm's), not only XLA:CPU's default choice; docs/benchmarks.md, run 9.
+_YNN_TYPES = ('DOT', 'ELTWISE', 'REDUCE', 'INDIVIDUAL_DOT',
+              'INDIVIDUAL_CONVOLUTION')
+CPU_COMPILE_PRESETS: Dict[str, Dict[str, str]] = {
+    'default': {},
+    'ynn_all': {'xla_cpu_experimental_ynn_fusion_type': ','.join(
+        f'LIBRARY_FUSION_TYPE_{t}' for t in _YNN_TYPES)},
+}
+
+
+def compile_options(preset: str) -> Dict[str, str]:
+  """``compiler_options`` of a CPU preset; none on other backends."""
+  if preset not in CPU_COMPILE_PRESETS:
+    raise ValueError(f'unknown compile preset {preset!r}; choose from '
+                     f'{sorted(CPU_COMPILE_PRESETS)}')
+  if jax.default_backend() != 'cpu':
+    return {}
+  return dict(CPU_COMPILE_PRESETS[preset])
+
+
 def clip_sizes(seconds: float, img_interval_ms: int = 500,
                sample_rate: int = 16000, hop: int = 200,
                chunk_frames: int = 32) -> Tuple[int, int]:
@@ -234,13 +256,16 @@ class Timer:
     self.repeats, self.warmup = repeats, warmup
     self.fns, self.compile_s, self.times, self.memory = {}, {}, {}, {}
     self.cpu = {}
+    self.compiler_options: Dict[str, Dict[str, str]] = {}  # name -> options
 
   def add(self, name: str, fn: Callable, *args) -> None:
     # On the device once, as a training loop's prefetched batches are: the
     # timings then hold no host-to-device copies.
     args = jax.device_put(args)
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    options = self.compiler_options.get(name)
+    compiled = jax.jit(fn).lower(*args).compile(
+        **({'compiler_options': options} if options else {}))
     self.compile_s[name] = time.perf_counter() - start
     self.memory[name] = compiled_memory(compiled)
     for _ in range(self.warmup):

@@ -173,3 +173,33 @@ def test_timer_cpu_time_tells_busy_from_idle():
   assert cpu['idle'] < 0.5 * wall['idle']
   assert cpu['busy'] > 0.5 * wall['busy']
   assert set(timer.cpu) == {'busy', 'idle'} and len(timer.cpu['busy']) == 3
+
+
+def test_compile_presets_reach_xla_and_keep_the_numbers():
+  """``ynn_all`` is passed to XLA (a bad value is refused there) and
+  computes what the default compilation computes."""
+  with pytest.raises(ValueError, match='unknown compile preset'):
+    compute.compile_options('fastest')
+  assert compute.compile_options('default') == {}
+  options = compute.compile_options('ynn_all')
+  assert set(options) == {'xla_cpu_experimental_ynn_fusion_type'}
+
+  def f(x, w):      # a matmul, a reduction and elementwise ops, as in BN
+    y = x @ w
+    y = (y - y.mean(0)) * jax.lax.rsqrt(y.var(0) + 1e-5)
+    return jnp.maximum(y, 0.0)
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((256, 64)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((64, 96)), jnp.float32)
+  timer = compute.Timer(repeats=1, warmup=0)
+  timer.compiler_options['ynn'] = options
+  timer.add('default', f, x, w)
+  timer.add('ynn', f, x, w)
+  outs = {k: np.asarray(c(*a)) for k, (c, a) in timer.fns.items()}
+  np.testing.assert_allclose(outs['ynn'], outs['default'], atol=1e-5)
+  np.testing.assert_allclose(outs['default'], np.asarray(f(x, w)), atol=1e-5)
+  timer.compiler_options['bad'] = {
+      'xla_cpu_experimental_ynn_fusion_type': 'NOT_A_FUSION_TYPE'}
+  with pytest.raises(Exception, match='not a valid enum value'):
+    timer.add('bad', f, x, w)
