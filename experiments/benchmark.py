@@ -37,7 +37,7 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import flax.linen as nn
 import jax
@@ -292,6 +292,38 @@ def section_memory(base, args) -> List[Dict]:
             f"{gib.get('argument', float('nan')):.2f} |", flush=True)
       rows.append(dict(variant=label, remat=remat, **gib))
   return rows
+
+
+def add_fe_case_args(ap: argparse.ArgumentParser) -> None:
+  """Options of the scripts that profile the feature-extraction case
+  (``profile_ops.py``, ``cpu_profile.py``)."""
+  ap.add_argument('--variants', default='fe2e,gathered',
+                  help='fe2e and/or sparse implementations (MESM)')
+  ap.add_argument('--top_p', type=float, default=0.5)
+  ap.add_argument('--frames', type=int, default=9)
+  ap.add_argument('--chunks', type=int, default=11)
+  ap.add_argument('--keep_freed_memory', type=str2bool, default=True,
+                  help='as in benchmark.py')
+
+
+def fe_captures(args) -> Tuple[str, List[Tuple[str, 'Capture']]]:
+  """The host-memory setting applied, and ``(label, Capture)`` of the
+  feature-extraction case (paper widths) of every ``args.variants`` entry."""
+  memory_setting = host_memory_setting(args.keep_freed_memory)
+  register_stages()
+  bargs = parse(['--frames', str(args.frames), '--chunks', str(args.chunks)])
+  base = base_config('paper')
+  captures = []
+  for variant in args.variants.split(','):
+    cap = Capture()
+    if variant == 'fe2e':
+      label = 'FE2E'
+      fe_case(base, label, 'fe2e', 1.0, 'masked', bargs, cap)
+    else:
+      label = f'MESM p={args.top_p:g} {variant}'
+      fe_case(base, label, 'mesm', args.top_p, variant, bargs, cap)
+    captures.append((label, cap))
+  return memory_setting, captures
 
 
 class Capture:

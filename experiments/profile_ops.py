@@ -182,29 +182,12 @@ def table(title: str, results: Dict[str, Dict[str, float]]) -> str:
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  ap.add_argument('--variants', default='fe2e,gathered',
-                  help='fe2e and/or sparse implementations (MESM)')
-  ap.add_argument('--top_p', type=float, default=0.5)
-  ap.add_argument('--frames', type=int, default=9)
-  ap.add_argument('--chunks', type=int, default=11)
+  benchmark.add_fe_case_args(ap)
   ap.add_argument('--calls', type=int, default=3)
-  ap.add_argument('--keep_freed_memory', type=benchmark.str2bool,
-                  default=True, help='as in benchmark.py')
   args = ap.parse_args(argv)
-  memory_setting = benchmark.host_memory_setting(args.keep_freed_memory)
-  benchmark.register_stages()
-  bargs = benchmark.parse(['--frames', str(args.frames), '--chunks',
-                           str(args.chunks)])
-  base = benchmark.base_config('paper')
+  memory_setting, captures = benchmark.fe_captures(args)
   by_kind, by_part, by_group = {}, {}, {}
-  for variant in args.variants.split(','):
-    cap = benchmark.Capture()
-    if variant == 'fe2e':
-      benchmark.fe_case(base, 'FE2E', 'fe2e', 1.0, 'masked', bargs, cap)
-      label = 'FE2E'
-    else:
-      label = f'MESM p={args.top_p:g} {variant}'
-      benchmark.fe_case(base, label, 'mesm', args.top_p, variant, bargs, cap)
+  for label, cap in captures:
     res = profile(cap.fn, *jax.device_put(cap.args), calls=args.calls)
     by_kind[label], by_part[label] = res['kind'], res['part']
     by_group[label] = res['group']
