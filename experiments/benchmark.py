@@ -378,8 +378,10 @@ def parse(argv):
                        'FE2E. Ignored on other backends.')
   args = ap.parse_args(argv)
   args.compile_presets = args.compile_presets.split(',')
-  for preset in args.compile_presets:
-    compute.compile_options(preset)          # fail early on a typo
+  unknown = set(args.compile_presets) - set(compute.CPU_COMPILE_PRESETS)
+  if unknown:  # checked here without starting the backend (host memory first)
+    ap.error(f'unknown --compile_presets {sorted(unknown)}; choose from '
+             f'{sorted(compute.CPU_COMPILE_PRESETS)}')
   args.top_ps = [float(p) for p in args.top_ps.split(',')]
   args.impls = args.impls.split(',')
   args.sections = args.sections.split(',')
