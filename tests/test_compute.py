@@ -144,10 +144,19 @@ def test_benchmark_script_smoke():
   out = _script('benchmark').main(
       ['--widths', 'smoke', '--sections', 'stages', '--repeats', '1',
        '--batch', '1', '--frames', '1', '--chunks', '1', '--top_ps', '0.5',
-       '--impls', 'gathered_vjp', '--keep_freed_memory', 'false'])
-  assert set(out['stages']) == {'FE2E', 'MESM p=0.5 gathered_vjp'}
+       '--impls', 'gathered_vjp', '--keep_freed_memory', 'false',
+       '--compile_presets', 'default,ynn_all'])
+  assert set(out['stages']) == {
+      'FE2E', 'MESM p=0.5 gathered_vjp', 'FE2E [ynn_all]',
+      'MESM p=0.5 gathered_vjp [ynn_all]'}
   assert all(v > 0 for v in out['stages'].values())
   assert out['peak_bytes'] > 0
+
+
+def test_benchmark_rejects_an_unknown_compile_preset(capsys):
+  with pytest.raises(SystemExit):
+    _script('benchmark').parse(['--compile_presets', 'default,fastest'])
+  assert "unknown --compile_presets ['fastest']" in capsys.readouterr().err
 
 
 def test_timer_cpu_time_tells_busy_from_idle():
