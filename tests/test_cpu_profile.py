@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -81,10 +82,14 @@ def test_timeline_counts_busy_threads_per_slice():
 
 
 def _perf_works() -> bool:
+  """Can perf sample this process, the way ``cpu_profile.sample`` does?"""
   if shutil.which('perf') is None:
     return False
-  probe = subprocess.run(['perf', 'record', '-q', '-o', os.devnull, '--',
-                          'true'], capture_output=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    probe = subprocess.run(
+        ['perf', 'record', '-q', '-F', '99', '-p', str(os.getpid()), '-o',
+         os.path.join(tmp, 'probe.data'), '--', 'sleep', '0.2'],
+        capture_output=True)
   return probe.returncode == 0
 
 
