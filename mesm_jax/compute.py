@@ -39,7 +39,7 @@ PAPER_GFLOPS = {'fe2e': 8.65, 'mesm_p0.7': 5.18, 'mesm_p0.5': 4.34}
 
 # XLA:CPU compile options, by name.  ``ynn_all`` lets YNNPACK take every
 # kind of fusion it offers (also elementwise ops and reductions, such as
-# BatchNorm's), not only XLA:CPU's default choice; docs/benchmarks.md, run 9.
+# BatchNorm's), not only XLA:CPU's default choice; docs/benchmarks.md, run 11.
 _YNN_TYPES = ('DOT', 'ELTWISE', 'REDUCE', 'INDIVIDUAL_DOT',
               'INDIVIDUAL_CONVOLUTION')
 CPU_COMPILE_PRESETS: Dict[str, Dict[str, str]] = {
@@ -263,9 +263,8 @@ class Timer:
     # timings then hold no host-to-device copies.
     args = jax.device_put(args)
     start = time.perf_counter()
-    options = self.compiler_options.get(name)
     compiled = jax.jit(fn).lower(*args).compile(
-        **({'compiler_options': options} if options else {}))
+        self.compiler_options.get(name) or None)
     self.compile_s[name] = time.perf_counter() - start
     self.memory[name] = compiled_memory(compiled)
     for _ in range(self.warmup):
