@@ -107,7 +107,7 @@ def test_gather_only_stage_matches_masked(seed, save_patches):
 
 def test_compact_layout_against_numpy():
   _, active, _, _, cap = _stage_case(3, n=4, h=5, w=4)
-  lay = sparse_ops.compact_layout(jnp.asarray(active), cap)
+  lay = sparse.compact_layout(jnp.asarray(active), cap)
   n_pos = 20
   for f in range(4):
     pos = np.flatnonzero(active[f].reshape(-1))

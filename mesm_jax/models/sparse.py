@@ -106,26 +106,38 @@ def neighbour_table(h: int, w: int) -> np.ndarray:
 
 class CompactLayout(NamedTuple):
   """Where each frame's active positions live in a ``[N,K,...]`` buffer."""
-  index: jax.Array        # [N,K] flat position held by each slot
+  index: jax.Array        # [N,K] flat position held by each slot; n = none
   valid: jax.Array        # [N,K] slot holds an active position
   slot_of_pos: jax.Array  # [N,n] slot of each position; K = none (zero row)
   neighbours: jax.Array   # [N,K,9] slot of each neighbour; K = none
 
 
 def compact_layout(active: jax.Array, capacity: int) -> CompactLayout:
-  """Slots of the active positions, in position order, and their neighbours."""
+  """Slots of the active positions, in position order, and their neighbours.
+
+  The slot of an active position is its rank among the frame's active
+  positions (a cumulative sum); the slots' positions follow by one scatter
+  of the positions to their ranks, no sort.  A slot without a position
+  (``valid == False``) has the position ``n`` and every neighbour ``K``, so
+  it reads only the zero row.  Positions beyond ``capacity`` active ones get
+  no slot (a nucleus never has more).
+  """
   n_frames, h, w = active.shape
-  flat = active.reshape(n_frames, h * w)
-  index = jnp.argsort(~flat, axis=-1, stable=True)[:, :capacity]
-  valid = jnp.take_along_axis(flat, index, axis=-1)
-  rank = jnp.cumsum(flat, axis=-1) - 1
-  slot_of_pos = jnp.where(flat & (rank < capacity), rank, capacity)
-  padded = jnp.pad(slot_of_pos, ((0, 0), (0, 1)), constant_values=capacity)
-  pos_nb = jnp.asarray(neighbour_table(h, w))[index]          # [N,K,9]
+  n, k = h * w, capacity
+  flat = active.reshape(n_frames, n)
+  rank = jnp.cumsum(flat, axis=-1, dtype=jnp.int32) - 1
+  slot_of_pos = jnp.where(flat & (rank < k), rank, k).astype(jnp.int32)
+  frames = jnp.arange(n_frames, dtype=jnp.int32)[:, None]
+  pos = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n_frames, n))
+  index = jnp.full((n_frames, k + 1), n, jnp.int32)
+  index = index.at[frames, slot_of_pos].set(pos, mode='promise_in_bounds')
+  index = index[:, :k]
+  table = jnp.asarray(np.concatenate(
+      [neighbour_table(h, w), np.full((1, 9), n, np.int32)]))
+  pos_nb = table[index]                                        # [N,K,9]
+  padded = jnp.pad(slot_of_pos, ((0, 0), (0, 1)), constant_values=k)
   neighbours = jax.vmap(lambda s, p: s[p])(padded, pos_nb)
-  return CompactLayout(index.astype(jnp.int32), valid,
-                       slot_of_pos.astype(jnp.int32),
-                       neighbours.astype(jnp.int32))
+  return CompactLayout(index, index < n, slot_of_pos, neighbours)
 
 
 def _with_zero_row(h: jax.Array) -> jax.Array:
@@ -169,10 +181,14 @@ def _neighbourhoods_fwd(padded, neighbours):
 def _neighbourhoods_bwd(res, g):
   neighbours, padded_rows = res
   rows, _, c = g.shape
-  g = jnp.concatenate([g, jnp.zeros_like(g[:1])], axis=0).reshape(-1, c)
-  taps = jnp.arange(9, dtype=neighbours.dtype)
-  d_padded = _take_rows(g, neighbours[:, ::-1] * 9 + taps)
-  d_padded = d_padded.reshape(rows, 9, c).sum(axis=1)
+  g = g.reshape(rows * 9, c)
+  # Row ``m * 9 + d`` of ``g`` is slot ``m``'s gradient at offset ``d``;
+  # the sentinel ``rows`` gives ``rows * 9 + d``, past the end: zero.  Nine
+  # [R, C] gathers added in one fusion, no [R, 9, C] intermediate.
+  flipped = neighbours[:, ::-1] * 9
+  d_padded = sum(
+      jnp.take(g, flipped[:, d] + d, axis=0, mode='fill', fill_value=0)
+      for d in range(9))
   d_padded = jnp.pad(d_padded, ((0, padded_rows - rows), (0, 0)))
   return d_padded, np.zeros(neighbours.shape, jax.dtypes.float0)
 
@@ -204,9 +220,9 @@ def gathered_stage(
   capacity = n if capacity is None else capacity
   layout = compact_layout(active, capacity)
   frame_start = jnp.arange(n_frames, dtype=jnp.int32)[:, None] * n
+  # An empty slot reads some other row here; no valid slot ever reads it.
   h = _take_rows(x.reshape(n_frames * n, c), layout.index + frame_start)
-  neighbours = jnp.where(layout.valid[..., None], layout.neighbours, capacity)
-  neighbours = _global_slots(neighbours, capacity)            # [N,K,9]
+  neighbours = _global_slots(layout.neighbours, capacity)     # [N,K,9]
   neighbours = neighbours.reshape(n_frames * capacity, 9)
   weights = (frame_weight[:, None] * layout.valid).reshape(-1)
   for i, kernel in enumerate(kernels):

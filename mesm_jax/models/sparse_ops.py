@@ -26,8 +26,8 @@ Conventions that make the transposes exact:
   * the sentinel of a position without a slot is ``K``, of a slot without a
     position is ``n``; gathers read a zero row there.
 
-Compaction uses a cumulative sum (a slot's position is found by a scatter of
-the position ranks, never by a sort).
+Compaction is ``sparse.compact_layout`` (a cumulative sum and one scatter of
+the position ranks, no sort), shared with ``sparse.gathered_stage``.
 
 Measured on XLA:CPU (docs/benchmarks.md, runs 1-2): exact, but no faster
 than the autodiff ``sparse.gathered_stage`` of that time (stages 3-5
@@ -43,47 +43,13 @@ as an alternative for accelerators, where a scatter-add means atomics;
 """
 
 import functools
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mesm_jax.models import sparse as sparse_lib
-
-
-class Layout(NamedTuple):
-  """Where each frame's active positions live in a ``[N,K,...]`` buffer."""
-  index: jax.Array        # [N,K] position of each slot; n = none
-  valid: jax.Array        # [N,K] slot holds an active position
-  slot_of_pos: jax.Array  # [N,n] slot of each position; K = none
-  neighbours: jax.Array   # [N,K,9] slot of each neighbour; K = none
-
-
-def compact_layout(active: jax.Array, capacity: int) -> Layout:
-  """Slots of the active positions in position order (cumsum compaction).
-
-  Positions beyond ``capacity`` active ones get no slot (the caller
-  guarantees that a nucleus never has more).
-  """
-  n_frames, h, w = active.shape
-  n, k = h * w, capacity
-  flat = active.reshape(n_frames, n)
-  rank = jnp.cumsum(flat, axis=-1, dtype=jnp.int32) - 1
-  has_slot = flat & (rank < k)
-  slot_of_pos = jnp.where(has_slot, rank, k).astype(jnp.int32)
-  rows = jnp.arange(n_frames, dtype=jnp.int32)[:, None]
-  pos = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n_frames, n))
-  index = jnp.full((n_frames, k + 1), n, jnp.int32)
-  index = index.at[rows, slot_of_pos].set(pos, mode='promise_in_bounds')
-  index = index[:, :k]
-  valid = index < n
-  table = jnp.asarray(np.concatenate(
-      [sparse_lib.neighbour_table(h, w), np.full((1, 9), n, np.int32)]))
-  pos_nb = table[index]                                        # [N,K,9]
-  nb = take_rows(slot_of_pos[..., None], pos_nb.reshape(n_frames, k * 9))
-  neighbours = jnp.where(pos_nb >= n, k, nb.reshape(n_frames, k, 9))
-  return Layout(index, valid, slot_of_pos, neighbours)
 
 
 def take_rows(buf: jax.Array, index: jax.Array) -> jax.Array:
@@ -178,7 +144,7 @@ def fast_gathered_stage(
   """``sparse.gathered_stage`` with gather-only gradients (same signature)."""
   n_frames, hgt, wid, c = x.shape
   capacity = hgt * wid if capacity is None else capacity
-  layout = compact_layout(active, capacity)
+  layout = sparse_lib.compact_layout(active, capacity)
   h = permute_rows(x.reshape(n_frames, hgt * wid, c), layout.index,
                    layout.slot_of_pos)                        # [N,K,C]
   weights = frame_weight[:, None] * layout.valid
