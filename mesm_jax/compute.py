@@ -140,7 +140,8 @@ def frame_cnn(config, name: str) -> FrameCNN:
                   config.trans_dim, config.model == 'mesm',
                   float(config.top_p), config.sparse_impl,
                   config.attention_grad, None, jnp.dtype(config.dtype),
-                  bool(config.remat), name=name)
+                  bool(config.remat), int(config.get('conv_chunk', -1)),
+                  name=name)
 
 
 def cnn_inputs(batch: Dict[str, np.ndarray], branch: str):

@@ -45,6 +45,9 @@ def _check_config(config) -> None:
   if len(config.cnn_features) != 4:
     raise ValueError('cnn_features needs 4 widths (stem/VGG1-2, stage 3, 4, '
                      f'5), got {config.cnn_features!r}')
+  if int(config.get('conv_chunk', -1)) < -1:
+    raise ValueError('conv_chunk must be -1 (auto: 16 on CPU, off on GPU/TPU), '
+                     f'0 (off) or a positive frame count, got {config.conv_chunk}')
   if config.model == 'mesm' and not config.top_p > 0:
     raise ValueError(f'top_p must be positive, got {config.top_p}')
 
@@ -77,7 +80,8 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       trans_dim=config.trans_dim, trans_nlayers=config.trans_nlayers,
       trans_nheads=config.trans_nheads, trans_ff_dim=config.trans_ff_dim,
       dropout=config.dropout, axis_name=axis_name,
-      dtype=jnp.dtype(config.dtype), remat=bool(config.remat))
+      dtype=jnp.dtype(config.dtype), remat=bool(config.remat),
+      conv_chunk=int(config.get('conv_chunk', -1)))
 
 
 def param_labels(params):

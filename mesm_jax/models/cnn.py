@@ -24,6 +24,7 @@ entries by the frame weight (frame mask x clip mask) and, in sparse stages,
 by the active mask, so padding never changes a real frame's output.
 """
 
+import functools
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 from mesm_jax.models import sparse
 from mesm_jax.models.attention import CrossModalAttention
 from mesm_jax.models.batchnorm import MaskedBatchNorm
+from mesm_jax.models.conv import Conv
 from mesm_jax.models.pooling import max_pool2
 from mesm_jax.nucleus import nucleus_capacity
 
@@ -44,12 +46,12 @@ class ConvBNReLU(nn.Module):
   train: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  conv_chunk: int = -1
 
   @nn.compact
   def __call__(self, x: jax.Array, frame_weight: jax.Array) -> jax.Array:
-    k = self.kernel_size
-    x = nn.Conv(self.features, (k, k), padding=k // 2, dtype=self.dtype,
-                name='conv')(x)
+    x = Conv(self.features, self.kernel_size, chunk=self.conv_chunk,
+             dtype=self.dtype, name='conv')(x)
     return MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
                            relu=True, name='bn')(
                                x, frame_weight[:, None, None], self.train)
@@ -61,11 +63,12 @@ class Stem(nn.Module):
   train: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  conv_chunk: int = -1
 
   @nn.compact
   def __call__(self, x: jax.Array, frame_weight: jax.Array) -> jax.Array:
     x = ConvBNReLU(self.features, 5, self.train, self.axis_name, self.dtype,
-                   name='layer')(x, frame_weight)
+                   self.conv_chunk, name='layer')(x, frame_weight)
     return max_pool2(x)
 
 
@@ -76,13 +79,14 @@ class VGGBlock(nn.Module):
   train: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  conv_chunk: int = -1
 
   @nn.compact
   def __call__(self, x: jax.Array, frame_weight: jax.Array) -> jax.Array:
     w = frame_weight[:, None, None]
     for i in (1, 2):
-      x = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype,
-                  name=f'conv{i}')(x)
+      x = Conv(self.features, 3, chunk=self.conv_chunk, dtype=self.dtype,
+               name=f'conv{i}')(x)
       x = MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
                           relu=True, name=f'bn{i}')(x, w, self.train)
     return max_pool2(x) if self.pool else x
@@ -106,11 +110,14 @@ class SparseVGGStage(nn.Module):
   train: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  conv_chunk: int = -1          # the dense convolutions of ``masked``
 
   @nn.compact
   def __call__(self, x: jax.Array, active: jax.Array,
                frame_weight: jax.Array) -> Tuple[jax.Array, jax.Array]:
     stage = sparse.get_stage(self.impl)
+    if self.impl == 'masked':
+      stage = functools.partial(stage, conv_chunk=self.conv_chunk)
     k1 = ConvKernel(self.features, name='conv1')(x.shape[-1])
     k2 = ConvKernel(self.features, name='conv2')(self.features)
     bns = [MaskedBatchNorm(axis_name=self.axis_name, dtype=self.dtype,
@@ -136,6 +143,8 @@ class FrameCNN(nn.Module):
     top_p, sparse_impl, attention_grad: MESM settings.
     axis_name: BatchNorm statistics axis (pmap/shard_map), or None.
     dtype: compute dtype; remat: rematerialise each stage in backprop.
+    conv_chunk: dense convolutions take the frames in chunks of at most
+      this many (``conv.conv2d``); -1: 16 on CPU, one piece elsewhere.
   """
   features: Sequence[int] = (64, 128, 256, 512)
   fc_dim: int = 1024
@@ -147,6 +156,7 @@ class FrameCNN(nn.Module):
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   remat: bool = False
+  conv_chunk: int = -1
 
   def _cls(self, cls):
     return nn.remat(cls) if self.remat else cls
@@ -163,7 +173,8 @@ class FrameCNN(nn.Module):
     """
     if self.sparse and q is None:
       raise ValueError('MESM needs the text vector q for its attention')
-    kw = dict(train=train, axis_name=self.axis_name, dtype=self.dtype)
+    kw = dict(train=train, axis_name=self.axis_name, dtype=self.dtype,
+              conv_chunk=self.conv_chunk)
     f0, *stage_features = self.features
     frame_weight = frame_weight.astype(jnp.float32)
     h = self._cls(Stem)(f0, name='stem', **kw)(x.astype(self.dtype),

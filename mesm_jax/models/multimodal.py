@@ -68,6 +68,7 @@ class MultimodalModel(nn.Module):
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   remat: bool = False
+  conv_chunk: int = -1
 
   @nn.compact
   def __call__(self, batch: Dict[str, jax.Array],
@@ -108,7 +109,7 @@ class MultimodalModel(nn.Module):
     cnn = FrameCNN(self.cnn_features, self.cnn_fc_dim, self.trans_dim,
                    self.sparse, self.top_p, self.sparse_impl,
                    self.attention_grad, self.axis_name, self.dtype,
-                   self.remat, name=f'{name}_cnn')
+                   self.remat, self.conv_chunk, name=f'{name}_cnn')
     # Padded frames enter as zeros (their content, even NaN, cannot leak
     # into values or gradients) and leave as zeros.
     frames = x.reshape((b * f,) + x.shape[2:])

@@ -49,16 +49,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mesm_jax.models import conv as conv_lib
 from mesm_jax.models.pooling import max_pool2
 
 Norm = Callable[[int, jax.Array, jax.Array], jax.Array]
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Dense 3x3 convolution, zero padding 1, no bias: [N,H,W,C] -> [N,H,W,O]."""
-  return jax.lax.conv_general_dilated(
-      x, kernel.astype(x.dtype), window_strides=(1, 1),
-      padding=((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+def conv3x3(x: jax.Array, kernel: jax.Array, chunk: int = -1) -> jax.Array:
+  """Dense 3x3 convolution, zero padding 1, no bias: [N,H,W,C] -> [N,H,W,O].
+
+  ``chunk``: the frames in chunks of at most this many (``conv.conv2d``).
+  """
+  return conv_lib.conv2d(x, kernel.astype(x.dtype), chunk)
 
 
 def masked_max_pool(
@@ -79,14 +81,18 @@ def masked_max_pool(
 def masked_stage(
     x: jax.Array, active: jax.Array, frame_weight: jax.Array,
     kernels: Sequence[jax.Array], norm: Norm, capacity: Optional[int] = None,
+    conv_chunk: int = -1,
 ) -> Tuple[jax.Array, jax.Array]:
-  """Sparse stage as dense convolutions with the mask applied (reference)."""
+  """Sparse stage as dense convolutions with the mask applied (reference).
+
+  ``conv_chunk``: frames per convolution, as in ``conv.conv2d``.
+  """
   del capacity  # the dense maps hold every position
   keep = active[..., None].astype(x.dtype)
   weights = frame_weight[:, None, None] * active
   h = x * keep
   for i, kernel in enumerate(kernels):
-    h = conv3x3(h, kernel) * keep
+    h = conv3x3(h, kernel, conv_chunk) * keep
     h = norm(i, h, weights) * keep
   return masked_max_pool(h, active)
 
