@@ -48,6 +48,7 @@ import optax
 import mesm_jax
 from mesm_jax import compute, host_memory
 from mesm_jax.models import cnn as cnn_lib
+from mesm_jax.models import conv as conv_lib
 from mesm_jax.models import sparse, sparse_ops
 from mesm_jax.nucleus import nucleus_capacity, nucleus_mask
 from mesm_jax.train.flags import str2bool
@@ -68,14 +69,20 @@ def variants(args):
       yield f'MESM p={p:g} {impl}', 'mesm', p, impl
 
 
-def compiled_variants(args, timer):
-  """``variants`` once per ``--compile_presets`` entry; the timer learns
-  each label's compile options (labels get `` [preset]`` beyond the first)."""
+def compiled_variants(args, timer, base):
+  """``variants`` once per ``--compile_presets`` and ``--conv_chunks``
+  entry, with the config of that ``conv_chunk``; the timer learns each
+  label's compile options.  Labels get `` [preset]`` and `` [conv_chunk N]``
+  beyond the first entry of each."""
   for i, preset in enumerate(args.compile_presets):
-    for label, kind, p, impl in variants(args):
-      label = label if i == 0 else f'{label} [{preset}]'
-      timer.compiler_options[label] = compute.compile_options(preset)
-      yield label, kind, p, impl
+    for j, chunk in enumerate(args.conv_chunks):
+      cbase = base.copy_and_resolve_references()
+      cbase.conv_chunk = chunk
+      for label, kind, p, impl in variants(args):
+        label = label if i == 0 else f'{label} [{preset}]'
+        label = label if j == 0 else f'{label} [conv_chunk {chunk}]'
+        timer.compiler_options[label] = compute.compile_options(preset)
+        yield label, kind, p, impl, cbase
 
 
 def _cnn_loss(cnn, variables, x, w, q):
@@ -126,13 +133,16 @@ class _Stage(nn.Module):
   kind: str
   impl: str
   capacity: int
+  conv_chunk: int = -1
 
   @nn.compact
   def __call__(self, x, active, weight):
     if self.kind == 'fe2e':
-      return cnn_lib.VGGBlock(self.features, pool=True, train=True)(x, weight)
+      return cnn_lib.VGGBlock(self.features, pool=True, train=True,
+                              conv_chunk=self.conv_chunk)(x, weight)
     return cnn_lib.SparseVGGStage(self.features, self.capacity, self.impl,
-                                  train=True)(x, active, weight)[0]
+                                  train=True, conv_chunk=self.conv_chunk)(
+                                      x, active, weight)[0]
 
 
 def stages_case(base, label, kind, p, impl, args, timer) -> None:
@@ -144,7 +154,8 @@ def stages_case(base, label, kind, p, impl, args, timer) -> None:
                                                     base.cnn_features):
       x, keep = stage_inputs(branch, s, h, w, cin, p if kind == 'mesm' else
                              1.0, n, args.seed)
-      module = _Stage(cout, kind, impl, nucleus_capacity(h * w, p))
+      module = _Stage(cout, kind, impl, nucleus_capacity(h * w, p),
+                      base.conv_chunk)
       wt = np.ones((n,), np.float32)
       v = jax.jit(module.init)(jax.random.key(s), x, keep, wt)
       cases.append((module, v, x, keep, wt))
@@ -221,8 +232,8 @@ def print_timer(title, timer, secs, clips) -> None:
 
 def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
   timer = compute.Timer(args.repeats, args.warmup)
-  for label, kind, p, impl in compiled_variants(args, timer):
-    builder(base, label, kind, p, impl, args, timer)
+  for label, kind, p, impl, cbase in compiled_variants(args, timer, base):
+    builder(cbase, label, kind, p, impl, args, timer)
   secs = timer.run()
   print_timer(title, timer, secs, clips)
   return secs
@@ -231,11 +242,11 @@ def run_timed(title, builder, base, args, clips) -> Dict[str, float]:
 def section_step(base, args, clips) -> Dict[str, Dict[str, float]]:
   train_t = compute.Timer(args.repeats, args.warmup)
   infer_t = compute.Timer(args.repeats, args.warmup)
-  for label, kind, p, impl in compiled_variants(args, train_t):
+  for label, kind, p, impl, cbase in compiled_variants(args, train_t, base):
     if impl in EXTRA_STAGES:
       continue  # build_model accepts the registered impls only
     infer_t.compiler_options[label] = train_t.compiler_options[label]
-    step_cases(base, label, kind, p, impl, args, train_t, infer_t)
+    step_cases(cbase, label, kind, p, impl, args, train_t, infer_t)
   train, infer = train_t.run(), infer_t.run()
   print_timer('Train step (forward + backward + Adam)', train_t, train, clips)
   print_timer('Inference step (forward, eval mode)', infer_t, infer, clips)
@@ -284,7 +295,8 @@ def section_memory(base, args) -> List[Dict]:
       if impl == 'masked' and kind == 'mesm' and p != args.top_ps[0]:
         continue
       case = Capture()
-      rbase = compute.model_config(base, 'fe2e', remat=remat)
+      rbase = compute.model_config(base, 'fe2e', remat=remat,
+                                   conv_chunk=args.conv_chunks[0])
       fe_case(rbase, label, kind, p, impl, mem_args, case)
       memory = compute.xla_memory(case.fn, *case.args)
       gib = {k: v / 2**30 for k, v in memory.items()}
@@ -376,8 +388,22 @@ def parse(argv):
                        'CPU_COMPILE_PRESETS), comma-separated: every variant '
                        'once per preset; ratios are to the first preset\'s '
                        'FE2E. Ignored on other backends.')
+  ap.add_argument('--conv_chunks', default='auto',
+                  help='config.conv_chunk values, comma-separated: every '
+                       'variant once per value (auto = -1: 16 frames per '
+                       'dense convolution on CPU, one piece elsewhere; 0: '
+                       'one piece; N: at most N frames); ratios are to the '
+                       'first value\'s FE2E')
   args = ap.parse_args(argv)
   args.compile_presets = args.compile_presets.split(',')
+  given = args.conv_chunks
+  try:
+    args.conv_chunks = [-1 if c == 'auto' else int(c) for c in given.split(',')]
+  except ValueError:
+    args.conv_chunks = [-2]
+  if min(args.conv_chunks) < -1:
+    ap.error('--conv_chunks takes auto (or -1), 0 or frame counts, '
+             f'comma-separated; got {given!r}')
   unknown = set(args.compile_presets) - set(compute.CPU_COMPILE_PRESETS)
   if unknown:  # checked here without starting the backend (host memory first)
     ap.error(f'unknown --compile_presets {sorted(unknown)}; choose from '
@@ -413,7 +439,10 @@ def main(argv=None) -> Dict:
         f'warm-up {args.warmup}; host memory: {memory_setting}; compile '
         f'presets: ' + ', '.join(
             f'{p} {compute.compile_options(p) or "(XLA defaults)"}'
-            for p in args.compile_presets))
+            for p in args.compile_presets)
+        + '; conv_chunk: ' + ', '.join(
+            f'{c} ({conv_lib.resolve_chunk(c) or "one piece"})'
+            for c in args.conv_chunks))
   results = {}
   if 'fe' in args.sections:
     results['fe'] = run_timed(

@@ -143,20 +143,41 @@ def test_flops_script_smoke():
 def test_benchmark_script_smoke():
   out = _script('benchmark').main(
       ['--widths', 'smoke', '--sections', 'stages', '--repeats', '1',
-       '--batch', '1', '--frames', '1', '--chunks', '1', '--top_ps', '0.5',
+       '--batch', '1', '--frames', '2', '--chunks', '1', '--top_ps', '0.5',
        '--impls', 'gathered_vjp', '--keep_freed_memory', 'false',
-       '--compile_presets', 'default,ynn_all'])
+       '--compile_presets', 'default,ynn_all', '--conv_chunks', '0,1'])
   assert set(out['stages']) == {
-      'FE2E', 'MESM p=0.5 gathered_vjp', 'FE2E [ynn_all]',
-      'MESM p=0.5 gathered_vjp [ynn_all]'}
+      f'{v}{preset}{chunk}' for v in ('FE2E', 'MESM p=0.5 gathered_vjp')
+      for preset in ('', ' [ynn_all]') for chunk in ('', ' [conv_chunk 1]')}
   assert all(v > 0 for v in out['stages'].values())
   assert out['peak_bytes'] > 0
 
 
-def test_benchmark_rejects_an_unknown_compile_preset(capsys):
+def test_benchmark_conv_chunks_reach_the_model():
+  """Each ``--conv_chunks`` value builds its variants with that config."""
+  bench = _script('benchmark')
+  args = bench.parse(['--conv_chunks', 'auto,0,4', '--top_ps', '0.5',
+                      '--impls', 'gathered'])
+  base = bench.base_config('smoke')
+  got = [(label, cbase.conv_chunk) for label, *_, cbase
+         in bench.compiled_variants(args, compute.Timer(), base)]
+  assert got == [('FE2E', -1), ('MESM p=0.5 gathered', -1),
+                 ('FE2E [conv_chunk 0]', 0),
+                 ('MESM p=0.5 gathered [conv_chunk 0]', 0),
+                 ('FE2E [conv_chunk 4]', 4),
+                 ('MESM p=0.5 gathered [conv_chunk 4]', 4)]
+  assert base.conv_chunk == -1      # the base config is left as it was
+
+
+@pytest.mark.parametrize('flag,value,message', [
+    ('--compile_presets', 'default,fastest', "unknown --compile_presets ['fastest']"),
+    ('--conv_chunks', '0,-4', "--conv_chunks takes auto (or -1), 0 or frame "
+     "counts, comma-separated; got '0,-4'"),
+    ('--conv_chunks', 'auto,16x', "got 'auto,16x'")])
+def test_benchmark_rejects_bad_options(capsys, flag, value, message):
   with pytest.raises(SystemExit):
-    _script('benchmark').parse(['--compile_presets', 'default,fastest'])
-  assert "unknown --compile_presets ['fastest']" in capsys.readouterr().err
+    _script('benchmark').parse([f'{flag}={value}'])
+  assert message in capsys.readouterr().err
 
 
 def test_timer_cpu_time_tells_busy_from_idle():
