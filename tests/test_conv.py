@@ -1,4 +1,5 @@
-"""Dense convolutions in frame chunks (mesm_jax/models/conv.py)."""
+"""Dense convolutions whose kernel gradient is summed over frame chunks
+(mesm_jax/models/conv.py)."""
 
 import chex
 import flax.linen as nn
@@ -53,6 +54,9 @@ def test_conv2d_matches_numpy_values_and_gradients(k, chunk):
   y = conv_lib.conv2d(jnp.asarray(x), jnp.asarray(kernel), chunk)
   chex.assert_shape(y, (7, 6, 5, 4))
   np.testing.assert_allclose(y, numpy_conv(x, kernel), rtol=1e-5, atol=1e-4)
+  # Only the kernel gradient is chunked: the forward pass is the unsplit one.
+  np.testing.assert_array_equal(
+      y, conv_lib.conv2d(jnp.asarray(x), jnp.asarray(kernel), 0))
   # Gradients against the unsplit convolution's (which the numpy reference
   # already pins down), for a loss that weighs every output differently.
   g = rng.standard_normal((7, 6, 5, 4)).astype(np.float32)

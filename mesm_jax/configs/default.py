@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.scratch_text_ff_dim = 3072
   c.dtype = 'float32'             # compute dtype: float32 | bfloat16
   c.remat = False                 # rematerialise CNN stages (saves memory)
-  c.conv_chunk = -1               # dense convs in chunks of <= this many frames; -1: 16 on CPU, off on GPU/TPU; 0: off
+  c.conv_chunk = -1               # dense convs' kernel gradient in chunks of <= this many frames; -1: 16 on CPU, off on GPU/TPU; 0: off
 
   # --- training ----------------------------------------------------------
   c.epochs = 40

@@ -143,8 +143,9 @@ class FrameCNN(nn.Module):
     top_p, sparse_impl, attention_grad: MESM settings.
     axis_name: BatchNorm statistics axis (pmap/shard_map), or None.
     dtype: compute dtype; remat: rematerialise each stage in backprop.
-    conv_chunk: dense convolutions take the frames in chunks of at most
-      this many (``conv.conv2d``); -1: 16 on CPU, one piece elsewhere.
+    conv_chunk: dense convolutions sum their kernel gradient over chunks of
+      at most this many frames (``conv.conv2d``); -1: 16 on CPU, one piece
+      elsewhere.
   """
   features: Sequence[int] = (64, 128, 256, 512)
   fc_dim: int = 1024

@@ -1,23 +1,24 @@
-"""Dense 'same' convolutions over many frames, optionally in frame chunks.
+"""Dense 'same' convolutions whose kernel gradient is taken in frame chunks.
 
 Axis letters:
   N : frames or spectrogram chunks of the whole batch
   H, W, C : rows, columns, input channels; O : output channels
 
-XLA:CPU runs a convolution over many frames at once well below the rate it
-reaches on a few: the kernel gradient, a reduction over all N*H*W positions,
-suffers most (fwd + bwd of the audio stage-3 convolution, 61 chunks of
-64x16, 64 -> 128 channels: 386 ms in one piece, 133 ms in chunks of at most
-16 frames; docs/benchmarks.md, run 12).  ``conv2d`` therefore splits the
-frame axis into nearly equal chunks of at most ``chunk`` frames, convolves
-each and concatenates: the same numbers (the kernel gradient is summed over
-the chunks, so it differs from the unsplit one by rounding only).  Shapes
-stay static: the chunks are fixed by N at trace time.
+XLA:CPU computes a convolution's kernel gradient (a reduction over all
+N*H*W positions) well below its usual rate when N is large: at 88 frames
+30-89 GFLOP/s, in chunks of 8-22 frames 72-145 GFLOP/s; the forward pass and
+the input gradient run at the same rate for 9 and 72 frames
+(docs/benchmarks.md, run 12).  ``conv2d`` therefore keeps the forward pass
+and the input gradient in one piece and sums the kernel gradient over
+nearly equal chunks of at most ``chunk`` frames (a ``custom_vjp``): the same
+numbers, up to the summation order of the kernel gradient.  Shapes stay
+static: the chunks are fixed by N at trace time.
 
 ``resolve_chunk(-1)`` is the default of the model configs: 16 on CPU, 0 (one
 piece) on GPU and TPU, whose convolution libraries need no help.
 """
 
+import functools
 from typing import Any, List, Tuple
 
 import flax.linen as nn
@@ -55,30 +56,54 @@ def frame_chunks(n: int, chunk: int) -> List[Tuple[int, int]]:
   return out
 
 
+def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  pad = kernel.shape[0] // 2
+  return jax.lax.conv_general_dilated(
+      x, kernel, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, chunk: int = -1) -> jax.Array:
   """Stride-1 'same' convolution, ``[N,H,W,C]`` x ``[k,k,C,O]`` -> ``[N,H,W,O]``.
 
-  Zero padding ``k // 2`` on every side (odd ``k``); the frames in chunks of
-  at most ``chunk`` (0: one piece; -1: ``resolve_chunk``).
+  Zero padding ``k // 2`` on every side (odd ``k``).  With more than
+  ``chunk`` frames (0: never; -1: ``resolve_chunk``) the kernel gradient is
+  summed over chunks of at most ``chunk`` frames; the forward pass and the
+  input gradient stay in one piece (their speed does not depend on N).
   """
-  pad = kernel.shape[0] // 2
-  chunk = resolve_chunk(chunk)
-
-  def one(part):
-    return jax.lax.conv_general_dilated(
-        part, kernel, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-  pieces = frame_chunks(x.shape[0], chunk)
+  pieces = frame_chunks(x.shape[0], resolve_chunk(chunk))
   if len(pieces) == 1:
-    return one(x)
-  return jnp.concatenate(
-      [one(jax.lax.slice_in_dim(x, s, s + n, axis=0)) for s, n in pieces],
-      axis=0)
+    return _same_conv(x, kernel)
+  return _chunked_kernel_grad_conv(x, kernel, tuple(pieces))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _chunked_kernel_grad_conv(x, kernel, pieces):
+  return _same_conv(x, kernel)
+
+
+def _chunked_fwd(x, kernel, pieces):
+  return _same_conv(x, kernel), (x, kernel)
+
+
+def _chunked_bwd(pieces, res, g):
+  x, kernel = res
+  _, dx_fn = jax.vjp(lambda x: _same_conv(x, kernel), x)
+  (dx,) = dx_fn(g)
+  dk = None
+  for start, size in pieces:
+    part = jax.lax.slice_in_dim(x, start, start + size, axis=0)
+    _, dk_fn = jax.vjp(lambda k, part=part: _same_conv(part, k), kernel)
+    (d,) = dk_fn(jax.lax.slice_in_dim(g, start, start + size, axis=0))
+    dk = d if dk is None else dk + d
+  return dx, dk
+
+
+_chunked_kernel_grad_conv.defvjp(_chunked_fwd, _chunked_bwd)
 
 
 class Conv(nn.Module):
-  """``nn.Conv(features, (k, k), padding=k // 2)`` with frame chunks.
+  """``nn.Conv(features, (k, k), padding=k // 2)`` through ``conv2d``.
 
   The same parameters as ``nn.Conv`` (``kernel [k,k,C,O]`` LeCun normal,
   ``bias [O]`` zeros, float32, in that order), hence the same initial values

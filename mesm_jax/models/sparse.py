@@ -58,7 +58,7 @@ Norm = Callable[[int, jax.Array, jax.Array], jax.Array]
 def conv3x3(x: jax.Array, kernel: jax.Array, chunk: int = -1) -> jax.Array:
   """Dense 3x3 convolution, zero padding 1, no bias: [N,H,W,C] -> [N,H,W,O].
 
-  ``chunk``: the frames in chunks of at most this many (``conv.conv2d``).
+  ``chunk``: kernel-gradient chunks of at most this many frames (``conv.conv2d``).
   """
   return conv_lib.conv2d(x, kernel.astype(x.dtype), chunk)
 
