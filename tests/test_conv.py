@@ -77,6 +77,31 @@ def test_conv2d_matches_numpy_values_and_gradients(k, chunk):
   np.testing.assert_allclose(got[1], dk, rtol=1e-4, atol=1e-3)
 
 
+def test_chunked_kernel_gradient_in_bfloat16():
+  """bf16: the chunked kernel gradient stays as close to the float64 one
+  as the unsplit bf16 gradient is, and keeps the kernel's dtype."""
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((12, 6, 6, 8)).astype(np.float32)
+  kernel = (rng.standard_normal((3, 3, 8, 8)) * 0.3).astype(np.float32)
+  g = rng.standard_normal((12, 6, 6, 8)).astype(np.float32)
+  xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  want = np.stack([np.stack([
+      np.einsum('nhwc,nhwo->co', xp[:, dy:dy + 6, dx:dx + 6], g)
+      for dx in range(3)]) for dy in range(3)])
+
+  def dk(chunk):
+    _, fn = jax.vjp(lambda k: conv_lib.conv2d(
+        jnp.asarray(x, jnp.bfloat16), k, chunk), jnp.asarray(kernel, jnp.bfloat16))
+    (d,) = fn(jnp.asarray(g, jnp.bfloat16))
+    return d
+
+  chunked, whole = dk(5), dk(0)
+  assert chunked.dtype == whole.dtype == jnp.bfloat16
+  err = np.abs(np.asarray(chunked, np.float64) - want).max()
+  err_whole = np.abs(np.asarray(whole, np.float64) - want).max()
+  assert err <= 2 * err_whole + 1e-3 * np.abs(want).max()
+
+
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 def test_conv_module_is_nn_conv(dtype):
   """Same parameter tree and initial values as nn.Conv, same outputs."""

@@ -90,13 +90,13 @@ def _chunked_bwd(pieces, res, g):
   x, kernel = res
   _, dx_fn = jax.vjp(lambda x: _same_conv(x, kernel), x)
   (dx,) = dx_fn(g)
-  dk = None
+  dk = jnp.zeros(kernel.shape, jnp.float32)   # bf16 chunks add up in f32
   for start, size in pieces:
     part = jax.lax.slice_in_dim(x, start, start + size, axis=0)
     _, dk_fn = jax.vjp(lambda k, part=part: _same_conv(part, k), kernel)
     (d,) = dk_fn(jax.lax.slice_in_dim(g, start, start + size, axis=0))
-    dk = d if dk is None else dk + d
-  return dx, dk
+    dk = dk + d.astype(jnp.float32)
+  return dx, dk.astype(kernel.dtype)
 
 
 _chunked_kernel_grad_conv.defvjp(_chunked_fwd, _chunked_bwd)
