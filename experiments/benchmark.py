@@ -398,10 +398,9 @@ def parse(argv):
   args.compile_presets = args.compile_presets.split(',')
   given = args.conv_chunks
   try:
-    args.conv_chunks = [-1 if c == 'auto' else int(c) for c in given.split(',')]
+    args.conv_chunks = [conv_lib.check_chunk(-1 if c == 'auto' else int(c))
+                        for c in given.split(',')]
   except ValueError:
-    args.conv_chunks = [-2]
-  if min(args.conv_chunks) < -1:
     ap.error('--conv_chunks takes auto (or -1), 0 or frame counts, '
              f'comma-separated; got {given!r}')
   unknown = set(args.compile_presets) - set(compute.CPU_COMPILE_PRESETS)

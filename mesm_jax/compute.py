@@ -140,7 +140,7 @@ def frame_cnn(config, name: str) -> FrameCNN:
                   config.trans_dim, config.model == 'mesm',
                   float(config.top_p), config.sparse_impl,
                   config.attention_grad, None, jnp.dtype(config.dtype),
-                  bool(config.remat), int(config.get('conv_chunk', -1)),
+                  bool(config.remat), int(config.conv_chunk),
                   name=name)
 
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from mesm_jax.models.attention import CrossModalAttention
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
+from mesm_jax.models.conv import check_chunk
 from mesm_jax.models.multimodal import MultimodalModel
 from mesm_jax.models.sparse import gathered_stage, masked_stage
 from mesm_jax.models.text import ScratchTextEncoder, build_text_encoder
@@ -45,9 +46,7 @@ def _check_config(config) -> None:
   if len(config.cnn_features) != 4:
     raise ValueError('cnn_features needs 4 widths (stem/VGG1-2, stage 3, 4, '
                      f'5), got {config.cnn_features!r}')
-  if int(config.get('conv_chunk', -1)) < -1:
-    raise ValueError('conv_chunk must be -1 (auto: 16 on CPU, off on GPU/TPU), '
-                     f'0 (off) or a positive frame count, got {config.conv_chunk}')
+  check_chunk(int(config.conv_chunk))
   if config.model == 'mesm' and not config.top_p > 0:
     raise ValueError(f'top_p must be positive, got {config.top_p}')
 
@@ -81,7 +80,7 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       trans_nheads=config.trans_nheads, trans_ff_dim=config.trans_ff_dim,
       dropout=config.dropout, axis_name=axis_name,
       dtype=jnp.dtype(config.dtype), remat=bool(config.remat),
-      conv_chunk=int(config.get('conv_chunk', -1)))
+      conv_chunk=int(config.conv_chunk))
 
 
 def param_labels(params):

@@ -28,12 +28,18 @@ import jax.numpy as jnp
 CPU_CHUNK = 16
 
 
+def check_chunk(chunk: int) -> int:
+  """``chunk`` if it is a valid ``conv_chunk``, else ValueError (does not
+  start the JAX backend)."""
+  if chunk < -1:
+    raise ValueError('conv_chunk must be -1 (auto: 16 on CPU, off on GPU/TPU), '
+                     f'0 (off) or a positive frame count, got {chunk}')
+  return chunk
+
+
 def resolve_chunk(chunk: int) -> int:
   """``chunk`` itself, or for ``-1`` the backend's default (16 on CPU)."""
-  if chunk < -1:
-    raise ValueError(f'conv_chunk must be -1 (auto), 0 (off) or positive, '
-                     f'got {chunk}')
-  if chunk == -1:
+  if check_chunk(chunk) == -1:
     return CPU_CHUNK if jax.default_backend() == 'cpu' else 0
   return chunk
 
