@@ -7,7 +7,7 @@ Axis letters:
 XLA:CPU computes a convolution's kernel gradient (a reduction over all
 N*H*W positions) well below its usual rate when N is large: at 88 frames
 30-89 GFLOP/s, in chunks of 8-22 frames 72-145 GFLOP/s; the forward pass and
-the input gradient run at the same rate for 9 and 72 frames
+the input gradient are no slower for 72 frames than for 9
 (docs/benchmarks.md, run 12).  ``conv2d`` therefore keeps the forward pass
 and the input gradient in one piece and sums the kernel gradient over
 nearly equal chunks of at most ``chunk`` frames (a ``custom_vjp``): the same
@@ -75,7 +75,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, chunk: int = -1) -> jax.Array:
   Zero padding ``k // 2`` on every side (odd ``k``).  With more than
   ``chunk`` frames (0: never; -1: ``resolve_chunk``) the kernel gradient is
   summed over chunks of at most ``chunk`` frames; the forward pass and the
-  input gradient stay in one piece (their speed does not depend on N).
+  input gradient stay in one piece (they do not slow down with N).
   """
   pieces = frame_chunks(x.shape[0], resolve_chunk(chunk))
   if len(pieces) == 1:
