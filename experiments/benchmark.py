@@ -20,19 +20,17 @@ Sections (``--sections``, comma-separated):
             without rematerialisation.
 
 Variants: FE2E and MESM at p in --top_ps with each stage implementation in
---impls (``gathered_vjp`` = ``sparse_ops.fast_gathered_stage``, registered
-here at run time).  Timings: compile apart, one warm-up, then the median of
+--impls (``masked``, ``gathered``).  Timings: compile apart, one warm-up, then the median of
 --repeats calls, interleaved round-robin over the variants so that other load
 on the machine hits them alike.  Ratios are to FE2E.
 
 ``--compile_presets default,ynn_all`` times every variant once more with
 XLA:CPU's YNNPACK taking all the fusion kinds it offers
-(``mesm_jax.compute.CPU_COMPILE_PRESETS``); the labels of the second preset
+(``experiments.perf.compute.CPU_COMPILE_PRESETS``); the labels of the second preset
 end in `` [ynn_all]``.
 """
 
 import argparse
-import functools
 import platform
 import subprocess
 import sys
@@ -45,22 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.perf import compute, host_memory
 import mesm_jax
-from mesm_jax import compute, host_memory
 from mesm_jax.models import cnn as cnn_lib
 from mesm_jax.models import conv as conv_lib
-from mesm_jax.models import sparse, sparse_ops
 from mesm_jax.nucleus import nucleus_capacity, nucleus_mask
 from mesm_jax.train.flags import str2bool
-
-EXTRA_STAGES = {'gathered_vjp': sparse_ops.fast_gathered_stage}
-
-
-def register_stages() -> None:
-  """Make the extra stage implementations selectable by name."""
-  for name, fn in EXTRA_STAGES.items():
-    sparse.STAGES.setdefault(name, fn)
-
 
 def variants(args):
   yield 'FE2E', 'fe2e', 1.0, 'masked'
@@ -243,8 +231,6 @@ def section_step(base, args, clips) -> Dict[str, Dict[str, float]]:
   train_t = compute.Timer(args.repeats, args.warmup)
   infer_t = compute.Timer(args.repeats, args.warmup)
   for label, kind, p, impl, cbase in compiled_variants(args, train_t, base):
-    if impl in EXTRA_STAGES:
-      continue  # build_model accepts the registered impls only
     infer_t.compiler_options[label] = train_t.compiler_options[label]
     step_cases(cbase, label, kind, p, impl, args, train_t, infer_t)
   train, infer = train_t.run(), infer_t.run()
@@ -322,7 +308,6 @@ def fe_captures(args) -> Tuple[str, List[Tuple[str, 'Capture']]]:
   """The host-memory setting applied, and ``(label, Capture)`` of the
   feature-extraction case (paper widths) of every ``args.variants`` entry."""
   memory_setting = host_memory_setting(args.keep_freed_memory)
-  register_stages()
   bargs = parse(['--frames', str(args.frames), '--chunks', str(args.chunks)])
   base = base_config('paper')
   captures = []
@@ -372,7 +357,7 @@ def parse(argv):
   ap.add_argument('--frames', type=int, default=9, help='face frames a clip')
   ap.add_argument('--chunks', type=int, default=11, help='audio chunks a clip')
   ap.add_argument('--top_ps', default='0.5,0.7')
-  ap.add_argument('--impls', default='masked,gathered,gathered_vjp')
+  ap.add_argument('--impls', default='masked,gathered')
   ap.add_argument('--repeats', type=int, default=3)
   ap.add_argument('--warmup', type=int, default=1)
   ap.add_argument('--seed', type=int, default=0)
@@ -381,10 +366,10 @@ def parse(argv):
   ap.add_argument('--pipeline_data_dir', default='')
   ap.add_argument('--pipeline_batches', type=int, default=20)
   ap.add_argument('--keep_freed_memory', type=str2bool, default=True,
-                  help='glibc keeps freed memory for reuse (mesm_jax/'
-                       'host_memory.py): no page faults on XLA:CPU scratch')
+                  help='glibc keeps freed memory for reuse (experiments/'
+                       'perf/host_memory.py): no page faults on XLA:CPU scratch')
   ap.add_argument('--compile_presets', default='default',
-                  help='XLA:CPU compile presets (mesm_jax.compute.'
+                  help='XLA:CPU compile presets (experiments.perf.compute.'
                        'CPU_COMPILE_PRESETS), comma-separated: every variant '
                        'once per preset; ratios are to the first preset\'s '
                        'FE2E. Ignored on other backends.')
@@ -429,7 +414,6 @@ def host_memory_setting(keep: bool) -> str:
 def main(argv=None) -> Dict:
   args = parse(argv)
   memory_setting = host_memory_setting(args.keep_freed_memory)
-  register_stages()
   base = base_config(args.widths)
   clips = args.batch
   print(f'# Benchmark: {describe_machine()}')

@@ -41,15 +41,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Dict, Iterable, Tuple
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import benchmark
 
 # (group, pattern on "dso symbol"); the first match wins.
 GROUPS = (

@@ -26,10 +26,10 @@ from typing import Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+
+from experiments.perf import compute
 import mesm_jax
-from mesm_jax import compute
 
 G = 1e9
 

@@ -28,16 +28,13 @@ import collections
 import glob
 import gzip
 import json
-import os
 import re
-import sys
 import tempfile
 from typing import Callable, Dict, Tuple
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import benchmark
 
 PARTS = ('stem', 'block1', 'block2', 'attn3', 'stage3', 'attn4', 'stage4',
          'attn5', 'stage5', 'fc1', 'fc2')

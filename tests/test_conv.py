@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mesm_jax
-from mesm_jax import compute
+from experiments.perf import compute
 from mesm_jax.models import conv as conv_lib
 
 

@@ -328,3 +328,38 @@ def test_masked_batchnorm_empty_batch_keeps_running_stats():
                     mutable=['batch_stats'])
   assert np.all(np.isfinite(np.asarray(y)))
   chex.assert_trees_all_close(upd['batch_stats'], variables['batch_stats'])
+
+
+def _stage_case(seed, n=5, h=6, w=5, c=3, o=4, p=0.5):
+  rng = np.random.default_rng(seed)
+  cap = int(np.ceil(p * h * w))
+  active = np.zeros((n, h * w), bool)
+  for i in range(n):
+    active[i, rng.choice(h * w, rng.integers(0, cap + 1), replace=False)] = 1
+  active = active.reshape(n, h, w)
+  x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+  weight = np.ones(n, np.float32)
+  weight[1] = 0.0                                  # a padded frame
+  kernels = [rng.standard_normal((3, 3, c, o)).astype(np.float32),
+             rng.standard_normal((3, 3, o, o)).astype(np.float32)]
+  return x, active, weight, kernels, cap
+
+
+def test_compact_layout_against_numpy():
+  _, active, _, _, cap = _stage_case(3, n=4, h=5, w=4)
+  lay = sparse.compact_layout(jnp.asarray(active), cap)
+  n_pos = 20
+  for f in range(4):
+    pos = np.flatnonzero(active[f].reshape(-1))
+    expect_index = np.full(cap, n_pos)
+    expect_index[:len(pos)] = pos
+    np.testing.assert_array_equal(lay.index[f], expect_index)
+    ys, xs = np.divmod(pos, 4)
+    for slot, (y, x) in enumerate(zip(ys, xs)):
+      for d, (dy, dx) in enumerate((a, b) for a in (-1, 0, 1)
+                                   for b in (-1, 0, 1)):
+        ny, nx = y + dy, x + dx
+        inside = 0 <= ny < 5 and 0 <= nx < 4 and active[f, ny % 5, nx % 4]
+        want = list(pos).index(ny * 4 + nx) if inside else cap
+        assert lay.neighbours[f, slot, d] == want
+    assert np.all(np.asarray(lay.neighbours[f, len(pos):]) == cap)

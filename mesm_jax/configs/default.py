@@ -71,5 +71,4 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_only = False
   c.checkpoint_every_steps = 200  # latest-state checkpoint interval (steps)
   c.log_every_steps = 50
-  c.keep_freed_memory = False     # CPU: reuse freed host memory, faster, more RAM (host_memory.py)
   return c

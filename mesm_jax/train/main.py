@@ -31,9 +31,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   _quiet_tensorflow()
   from mesm_jax.train import flags, loop  # pylint: disable=g-import-not-at-top
   config, _ = flags.parse(argv)
-  if config.keep_freed_memory:  # before the first computation
-    from mesm_jax import host_memory  # pylint: disable=g-import-not-at-top
-    host_memory.keep_freed_memory()
   with config.unlocked():
     config.workdir = config.workdir or default_workdir(config)
   loop.setup_distributed()

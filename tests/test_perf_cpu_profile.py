@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import jax
@@ -11,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import cpu_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import cpu_profile
 
 # Lines as `perf report --no-children --sort dso,sym --stdio` prints them
 # (shortened symbols), with its comment header.

@@ -1,28 +1,13 @@
-"""FLOP accounting, the gather-only sparse stage and the compute scripts."""
+"""experiments/perf/compute.py (FLOP accounting, timers, compile presets) and the benchmark scripts."""
 
-import functools
-import importlib.util
-import pathlib
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mesm_jax import compute
-from mesm_jax.models import sparse, sparse_ops
-from mesm_jax.models.batchnorm import masked_moments
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _script(name):
-  spec = importlib.util.spec_from_file_location(
-      name, ROOT / 'experiments' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from experiments import benchmark, flops
+from experiments.perf import compute
 
 
 @pytest.mark.parametrize('h,w,k,cin,cout', [(12, 10, 3, 4, 8), (9, 9, 5, 3, 2)])
@@ -60,74 +45,9 @@ def test_clip_sizes():
   assert compute.clip_sizes(4.5) == (9, 12)
 
 
-def _norm(i, h, w):
-  del i
-  mean, var, _ = masked_moments(h, w)
-  return jax.nn.relu((h - mean) * jax.lax.rsqrt(var + 1e-5))
-
-
-def _stage_case(seed, n=5, h=6, w=5, c=3, o=4, p=0.5):
-  rng = np.random.default_rng(seed)
-  cap = int(np.ceil(p * h * w))
-  active = np.zeros((n, h * w), bool)
-  for i in range(n):
-    active[i, rng.choice(h * w, rng.integers(0, cap + 1), replace=False)] = 1
-  active = active.reshape(n, h, w)
-  x = rng.standard_normal((n, h, w, c)).astype(np.float32)
-  weight = np.ones(n, np.float32)
-  weight[1] = 0.0                                  # a padded frame
-  kernels = [rng.standard_normal((3, 3, c, o)).astype(np.float32),
-             rng.standard_normal((3, 3, o, o)).astype(np.float32)]
-  return x, active, weight, kernels, cap
-
-
-@pytest.mark.parametrize('seed', [0, 1])
-@pytest.mark.parametrize('save_patches', [True, False])
-def test_gather_only_stage_matches_masked(seed, save_patches):
-  x, active, weight, kernels, cap = _stage_case(seed)
-  fast = functools.partial(sparse_ops.fast_gathered_stage,
-                           save_patches=save_patches)
-  probe = np.random.default_rng(9).standard_normal((5, 3, 2, 4))
-
-  def loss(stage, x, kernels):
-    y, _ = stage(x, active, weight, kernels, _norm, cap)
-    return jnp.sum(y * probe)
-
-  with jax.default_matmul_precision('highest'):
-    ref = jax.value_and_grad(functools.partial(loss, sparse.masked_stage),
-                             argnums=(0, 1))(x, kernels)
-    got = jax.value_and_grad(functools.partial(loss, fast),
-                             argnums=(0, 1))(x, kernels)
-    y_ref, a_ref = sparse.masked_stage(x, active, weight, kernels, _norm, cap)
-    y_got, a_got = fast(x, active, weight, kernels, _norm, cap)
-  chex.assert_trees_all_close(got, ref, rtol=1e-4, atol=1e-4)
-  chex.assert_trees_all_close(y_got, y_ref, rtol=1e-5, atol=1e-5)
-  np.testing.assert_array_equal(a_got, a_ref)
-
-
-def test_compact_layout_against_numpy():
-  _, active, _, _, cap = _stage_case(3, n=4, h=5, w=4)
-  lay = sparse.compact_layout(jnp.asarray(active), cap)
-  n_pos = 20
-  for f in range(4):
-    pos = np.flatnonzero(active[f].reshape(-1))
-    expect_index = np.full(cap, n_pos)
-    expect_index[:len(pos)] = pos
-    np.testing.assert_array_equal(lay.index[f], expect_index)
-    ys, xs = np.divmod(pos, 4)
-    for slot, (y, x) in enumerate(zip(ys, xs)):
-      for d, (dy, dx) in enumerate((a, b) for a in (-1, 0, 1)
-                                   for b in (-1, 0, 1)):
-        ny, nx = y + dy, x + dx
-        inside = 0 <= ny < 5 and 0 <= nx < 4 and active[f, ny % 5, nx % 4]
-        want = list(pos).index(ny * 4 + nx) if inside else cap
-        assert lay.neighbours[f, slot, d] == want
-    assert np.all(np.asarray(lay.neighbours[f, len(pos):]) == cap)
-
-
 @pytest.mark.usefixtures('fast_compile')
 def test_flops_script_smoke():
-  rows = _script('flops').main(
+  rows = flops.main(
       ['--widths', 'smoke', '--text', 'config', '--clips', 'iemocap',
        '--top_ps', '0.5', '--impls', 'gathered', '--kept_batch', '1'])
   fe2e, gathered = rows
@@ -141,13 +61,13 @@ def test_flops_script_smoke():
 
 @pytest.mark.usefixtures('fast_compile')
 def test_benchmark_script_smoke():
-  out = _script('benchmark').main(
+  out = benchmark.main(
       ['--widths', 'smoke', '--sections', 'stages', '--repeats', '1',
        '--batch', '1', '--frames', '2', '--chunks', '1', '--top_ps', '0.5',
-       '--impls', 'gathered_vjp', '--keep_freed_memory', 'false',
+       '--impls', 'gathered', '--keep_freed_memory', 'false',
        '--compile_presets', 'default,ynn_all', '--conv_chunks', '0,1'])
   assert set(out['stages']) == {
-      f'{v}{preset}{chunk}' for v in ('FE2E', 'MESM p=0.5 gathered_vjp')
+      f'{v}{preset}{chunk}' for v in ('FE2E', 'MESM p=0.5 gathered')
       for preset in ('', ' [ynn_all]') for chunk in ('', ' [conv_chunk 1]')}
   assert all(v > 0 for v in out['stages'].values())
   assert out['peak_bytes'] > 0
@@ -155,7 +75,7 @@ def test_benchmark_script_smoke():
 
 def test_benchmark_conv_chunks_reach_the_model():
   """Each ``--conv_chunks`` value builds its variants with that config."""
-  bench = _script('benchmark')
+  bench = benchmark
   args = bench.parse(['--conv_chunks', 'auto,0,4', '--top_ps', '0.5',
                       '--impls', 'gathered'])
   base = bench.base_config('smoke')
@@ -176,7 +96,7 @@ def test_benchmark_conv_chunks_reach_the_model():
     ('--conv_chunks', 'auto,16x', "got 'auto,16x'")])
 def test_benchmark_rejects_bad_options(capsys, flag, value, message):
   with pytest.raises(SystemExit):
-    _script('benchmark').parse([f'{flag}={value}'])
+    benchmark.parse([f'{flag}={value}'])
   assert message in capsys.readouterr().err
 
 
@@ -205,6 +125,8 @@ def test_timer_cpu_time_tells_busy_from_idle():
   assert set(timer.cpu) == {'busy', 'idle'} and len(timer.cpu['busy']) == 3
 
 
+@pytest.mark.skipif(jax.default_backend() != 'cpu',
+                    reason='XLA:CPU compile presets (empty on other backends)')
 def test_compile_presets_reach_xla_and_keep_the_numbers():
   """``ynn_all`` is passed to XLA (a bad value is refused there) and
   computes what the default compilation computes."""

@@ -1,14 +1,11 @@
 """experiments/profile_ops.py: op kinds and model parts from a real trace."""
 
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
-import profile_ops  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import profile_ops
 
 
 def test_part_of_reads_the_flax_module_path():

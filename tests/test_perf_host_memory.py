@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from mesm_jax import host_memory
+from experiments.perf import host_memory
 
 SCRIPT = r'''
 import json, resource, sys
-from mesm_jax import host_memory
+from experiments.perf import host_memory
 applied = host_memory.keep_freed_memory() if sys.argv[1] == '1' else False
 import jax, jax.numpy as jnp
 
