@@ -23,6 +23,7 @@ T frames in a chunk (32).
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import collections
 import concurrent.futures
@@ -36,7 +37,9 @@ import time
 from typing import Any, Iterator
 
 from absl import logging
+import cv2
 import numpy as np
+from tqdm import auto as tqdm
 
 from data_pipelines import audio
 from data_pipelines import faces
@@ -237,11 +240,7 @@ def work(clip: Clip, opts: Options, path: str) -> tuple:
 def _init_worker(tf_threads: int) -> None:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   faces.set_tf_threads(tf_threads)
-  try:
-    import cv2  # pylint: disable=g-import-not-at-top
-    cv2.setNumThreads(1)
-  except ImportError:
-    pass
+  cv2.setNumThreads(1)
 
 
 class _SharedPool:
@@ -493,7 +492,6 @@ def iter_examples(dataset: str, raw_dir: str | Path, split: str, *,
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
-  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(total=total, desc=desc, unit='clip', disable=not enabled,
                    dynamic_ncols=True, smoothing=0.1)
 
@@ -509,7 +507,6 @@ def build(dataset: str, raw_dir: str | Path, split: str, **kwargs
 
 def main(argv: list[str] | None = None) -> None:
   """Command line: preprocess (cache) splits and print what it did."""
-  import argparse  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(
       prog='python -m data_pipelines.preprocess',
       description='Preprocess raw MOSEI / IEMOCAP clips into the per-clip '

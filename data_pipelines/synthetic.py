@@ -22,6 +22,7 @@ Every modality carries the label on its own:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import json
@@ -480,7 +481,6 @@ def write_iemocap_raw(out_dir: str | Path, num_dialogs: int = 6,
 
 def main(argv: list[str] | None = None) -> None:
   """Command line: write a synthetic raw release."""
-  import argparse  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(prog='python -m data_pipelines.synthetic',
                               description=__doc__.split('\n')[0])
   p.add_argument('--dataset', required=True, choices=('mosei', 'iemocap'))

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.perf import compute, host_memory
+from experiments.perf import compute, host_memory, pipeline
 import mesm_jax
 from mesm_jax.models import cnn as cnn_lib
 from mesm_jax.models import conv as conv_lib
@@ -240,17 +240,15 @@ def section_step(base, args, clips) -> Dict[str, Dict[str, float]]:
 
 
 def section_pipeline(base, args, train_secs) -> Dict[str, float]:
-  """tf.data clips/s (``input_pipeline.measure``) vs the train step's."""
+  """tf.data clips/s (``perf.pipeline.measure``) vs the train step's."""
   print('\n### Input pipeline vs train step\n')
   need = {k: args.batch / v for k, v in (train_secs or {}).items()}
   try:
-    from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
     config = base.copy_and_resolve_references()
     config.dataset = args.pipeline_dataset
     if args.pipeline_data_dir:
       config.data_dir = args.pipeline_data_dir
-    m = input_pipeline.measure(config, 'train', args.pipeline_batches,
-                               train=True)
+    m = pipeline.measure(config, 'train', args.pipeline_batches, train=True)
     print(f"input pipeline ({args.pipeline_dataset}, train split): "
           f"{m['clips_per_s']:.1f} clips/s")
     for k, v in need.items():

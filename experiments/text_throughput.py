@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mesm_jax.text import checkpoint
-from mesm_jax.text import hub
+from data_pipelines.text import hub
 from mesm_jax.text import layers
 
 # albert-base-v2's config.json (sizes that matter for compute).

@@ -14,7 +14,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import mesm_jax
-from data_pipelines import input_pipeline as ip
+from experiments.perf import pipeline as perf_pipeline
+from mesm_jax import input_pipeline as ip
 from data_pipelines import synthetic
 
 NUM_CLIPS = 40
@@ -152,7 +153,7 @@ def test_eval_counts_every_clip_once(data):
 
 def test_padding_efficiency_against_numpy(data):
   builder, stored = data
-  got = ip.measure(_config(), 'test', builder=builder)
+  got = perf_pipeline.measure(_config(), 'test', builder=builder)
   # Reference: each clip -> its bucket; a bucket of n clips makes ceil(n / B)
   # batches of B slots; real frames are the capped counts.
   per_bucket, frames, chunks = {}, 0, 0

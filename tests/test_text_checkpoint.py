@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 import mesm_jax
 from mesm_jax import text
 from mesm_jax.text import checkpoint
-from mesm_jax.text import hub
+from data_pipelines.text import hub
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'text'
 TENSOR = 'albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight'
@@ -137,7 +137,7 @@ def test_name_resolves_from_hub_cache(empty_hub_cache):
   (repo / 'refs').mkdir()
   (repo / 'refs' / 'main').write_text(commit)
   config = _config(text_model='albert-base-v2')  # legacy name -> albert/...
-  assert hub.resolve_checkpoint_dir(config) == repo / 'snapshots' / commit
+  assert text.resolve_checkpoint_dir(config) == repo / 'snapshots' / commit
   assert text.build_pretrained_encoder(config).hidden_size == 32
   assert text.get_tokenizer(config).name == 'albert-base-v2'
 
@@ -145,16 +145,16 @@ def test_name_resolves_from_hub_cache(empty_hub_cache):
 def test_explicit_directories():
   config = _config(text_model='minilm',
                    text_checkpoint=str(FIXTURES / 'tiny_bert'))
-  assert hub.resolve_checkpoint_dir(config) == FIXTURES / 'tiny_bert'
+  assert text.resolve_checkpoint_dir(config) == FIXTURES / 'tiny_bert'
   config = _config(text_model=str(FIXTURES / 'tiny_albert'))
   assert text.build_pretrained_encoder(config).cfg.model_type == 'albert'
 
 
 def test_bad_directories(tmp_path):
   with pytest.raises(text.CheckpointNotFoundError, match='not a directory'):
-    hub.resolve_checkpoint_dir(_config(text_checkpoint=str(tmp_path / 'no')))
+    text.resolve_checkpoint_dir(_config(text_checkpoint=str(tmp_path / 'no')))
   with pytest.raises(text.CheckpointNotFoundError, match='no config.json'):
-    hub.resolve_checkpoint_dir(_config(text_checkpoint=str(tmp_path)))
+    text.resolve_checkpoint_dir(_config(text_checkpoint=str(tmp_path)))
   with pytest.raises(ValueError, match='scratch'):
     text.build_pretrained_encoder(_config(text_model='scratch'))
 
@@ -162,7 +162,7 @@ def test_bad_directories(tmp_path):
 def test_scratch_with_checkpoint_is_a_conflict():
   config = _config(text_model='scratch',
                    text_checkpoint=str(FIXTURES / 'tiny_albert'))
-  for fn in (text.get_tokenizer, hub.resolve_checkpoint_dir):
+  for fn in (text.get_tokenizer, text.resolve_checkpoint_dir):
     with pytest.raises(ValueError, match='conflicts with text_checkpoint'):
       fn(config)
 

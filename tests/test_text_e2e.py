@@ -13,7 +13,7 @@ import pytest
 
 import mesm_jax
 from mesm_jax import text
-from mesm_jax.text import hub
+from data_pipelines.text import hub
 
 pytestmark = [
     pytest.mark.slow,  # the model's first (uncached) init dominates

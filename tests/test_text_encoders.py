@@ -16,7 +16,7 @@ import pytest
 import mesm_jax
 from mesm_jax import text
 from mesm_jax.text import checkpoint
-from mesm_jax.text import hub
+from data_pipelines.text import hub
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'text'
 ATOL = 1e-4

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import mesm_jax
-from mesm_jax.text import hub
-from mesm_jax.text import tokenizer as tokenizer_lib
+from data_pipelines.text import hub
+from data_pipelines.text import tokenizer as tokenizer_lib
+from mesm_jax import text
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'text'
 TOKEN_LENS = (8, 40)  # the lengths stored by make_text_fixtures.py
@@ -45,7 +46,7 @@ def _assert_matches(tok, ref):
 
 @needs_minilm
 def test_minilm_matches_reference_tokenizer():
-  tok = tokenizer_lib.get_tokenizer(_config(text_model='minilm'))
+  tok = text.get_tokenizer(_config(text_model='minilm'))
   assert tok.name == 'minilm' and tok.vocab_size == 30522
   ref = _reference('minilm')
   _assert_matches(tok, ref)
@@ -55,7 +56,7 @@ def test_minilm_matches_reference_tokenizer():
 
 def test_albert_tokenizer_json_matches_reference():
   config = _config(text_checkpoint=str(FIXTURES / 'tiny_albert'))
-  tok = tokenizer_lib.get_tokenizer(config)
+  tok = text.get_tokenizer(config)
   assert isinstance(tok, tokenizer_lib.HFJsonTokenizer)
   assert tok.name == 'tiny_albert'
   _assert_matches(tok, _reference('tiny_albert'))
@@ -65,14 +66,14 @@ def test_albert_spiece_model_matches_reference(tmp_path):
   # A checkpoint dir with spiece.model but no tokenizer.json (older releases).
   for name in ('spiece.model', 'tokenizer_config.json', 'config.json'):
     shutil.copy(FIXTURES / 'tiny_albert' / name, tmp_path / name)
-  tok = tokenizer_lib.get_tokenizer(_config(text_model=str(tmp_path)))
+  tok = text.get_tokenizer(_config(text_model=str(tmp_path)))
   assert isinstance(tok, tokenizer_lib.SentencePieceTokenizer)
   _assert_matches(tok, _reference('tiny_albert'))
 
 
 def test_hashing_tokenizer_for_small_scratch_vocab():
   config = mesm_jax.get_config('smoke')  # scratch, 64 ids: smaller than MiniLM
-  tok = tokenizer_lib.get_tokenizer(config)
+  tok = text.get_tokenizer(config)
   assert tok.vocab_size == config.scratch_vocab_size == 64
   ids, mask = tok.encode(['Hello, world', 'a b c d e f g h i j'], 6)
   # Independent rule: 4 + crc32(word) % 60; [CLS]=1 first, [SEP]=2 last, pad 0.
@@ -85,7 +86,7 @@ def test_hashing_tokenizer_for_small_scratch_vocab():
 
 @needs_minilm
 def test_scratch_uses_minilm_vocab_when_it_fits():
-  tok = tokenizer_lib.get_tokenizer(_config(text_model='scratch',
+  tok = text.get_tokenizer(_config(text_model='scratch',
                                             scratch_vocab_size=30522))
   assert tok.name == 'minilm'
   ids, _ = tok.encode(['hello world'], 5)
@@ -94,7 +95,7 @@ def test_scratch_uses_minilm_vocab_when_it_fits():
 
 def test_scratch_without_minilm_package_hashes(monkeypatch):
   monkeypatch.setattr(hub, 'minilm_dir', lambda: None)
-  tok = tokenizer_lib.get_tokenizer(_config(text_model='scratch',
+  tok = text.get_tokenizer(_config(text_model='scratch',
                                             scratch_vocab_size=30522))
   assert isinstance(tok, tokenizer_lib.HashingTokenizer)
   ids, _ = tok.encode(['hello world'] * 2, 5)
@@ -114,7 +115,7 @@ def test_bad_arguments():
 @needs_minilm
 def test_max_len_beyond_the_files_own_truncation():
   # MiniLM's tokenizer.json truncates to 128 by itself; max_len must win.
-  tok = tokenizer_lib.get_tokenizer(_config(text_model='minilm'))
+  tok = text.get_tokenizer(_config(text_model='minilm'))
   ids, mask = tok.encode(['hello ' * 150], 160)
   hello = 7592  # 'hello' in the reference ids (minilm_reference.npz, row 0)
   assert _reference('minilm')['ids_8'][0, 1] == hello

@@ -16,11 +16,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 import mesm_jax
-from data_pipelines import input_pipeline
+from mesm_jax import input_pipeline
 from data_pipelines import synthetic
 from data_pipelines.tfds import base
 from data_pipelines.tfds import IemocapE2e, MoseiE2e
-from mesm_jax import text
 
 NUM_CLIPS = 16      # MOSEI synthetic clips (all splits together)
 NUM_DIALOGS = 2     # IEMOCAP synthetic dialogs
@@ -64,7 +63,7 @@ def _read_split(builder, split):
 def _check_split_against_raw(builder, raw, data_dir):
   skipped = _skipped_ids(data_dir)
   config = builder.builder_config
-  tok = text.get_tokenizer(config.tokenizer_config())
+  tok = config.tokenizer()
   for split in base.SPLITS:
     expected = [i for i in _split_ids(raw, split) if i not in skipped]
     examples = _read_split(builder, split)
@@ -170,10 +169,30 @@ def test_missing_data_error(tmp_path, dataset, where):
   assert str(missing) in msg                     # where it looked (raw) ...
   assert str(tmp_path / 'tfds') in msg            # ... and (prepared TFDS)
   assert where in msg                             # how to obtain it
-  assert 'build_tfds' in msg and 'raw_dir' in msg  # how to prepare it
+  # How to build it: the TFDS command for the named config, or --raw_dir.
+  assert (f'python -m data_pipelines.tfds build data_pipelines/tfds/'
+          f'{dataset}_e2e.py --config albert' in msg)
+  assert '--raw_dir /path/to/raw to experiments/run.py' in msg
   config.raw_dir = ''                             # nothing given at all
-  with pytest.raises(FileNotFoundError, match='config.raw_dir'):
+  with pytest.raises(FileNotFoundError, match='none given: --raw_dir'):
     input_pipeline.build_tfds(config, data_dir=tmp_path / 'tfds')
+
+
+def test_data_pipelines_do_not_import_mesm_jax():
+  """Dependencies run one way: data_pipelines builds data without mesm_jax."""
+  root = Path(__file__).resolve().parents[1]
+  code = ('import sys, data_pipelines.tfds, data_pipelines.tfds.prepare, '
+          'data_pipelines.text; '
+          "print(sorted(m for m in sys.modules if m.startswith('mesm_jax')))")
+  done = subprocess.run([sys.executable, '-c', code], cwd=root,
+                        capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.strip() == '[]'
+  named = [str(p.relative_to(root)) for p in (root / 'data_pipelines').rglob(
+      '*') if p.is_file() and p.suffix in ('.py', '.md', '.txt') and
+           'mesm_jax' in p.read_text(errors='replace')]
+  assert not named, f'data_pipelines files naming mesm_jax: {named}'
 
 
 def test_builder_configs():

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines import readers
-from data_pipelines.readers import Clip, Skip
+from data_pipelines.readers import common
+from data_pipelines.readers.common import Clip, Skip
 
 EMOTIONS = ('ang', 'exc', 'fru', 'hap', 'neu', 'sad')
 EMOTION_NAMES = ('anger', 'excited', 'frustrated', 'happy', 'neutral', 'sad')
@@ -83,7 +83,7 @@ def transcript_text(line: str, rule: str = 'last_colon') -> str:
 def detect_layout(raw_dir: str | Path) -> tuple[str, Path]:
   """('raw' | 'processed', root) of an IEMOCAP directory."""
   raw_dir = Path(raw_dir)
-  processed = readers.find_processed(raw_dir, PROCESSED_DIR)
+  processed = common.find_processed(raw_dir, PROCESSED_DIR)
   if processed is not None:
     return 'processed', processed
   for cand in (raw_dir, raw_dir / 'IEMOCAP_full_release'):
@@ -148,7 +148,7 @@ def _raw_clip(root: Path, uid: str, emo: dict, texts: dict,
 
 
 def read_raw(root: Path, ids: list[str],
-             text_rule: str = 'last_colon') -> readers.SplitClips:
+             text_rule: str = 'last_colon') -> common.SplitClips:
   cache: dict[str, tuple[dict, dict, dict]] = {}
   found: dict[str, Clip | Skip] = {}
   for uid in ids:
@@ -166,7 +166,7 @@ def read_raw(root: Path, ids: list[str],
     item = _raw_clip(root, uid, *cache[dialog])
     if item is not None:
       found[uid] = item
-  return readers.assemble(ids, found, 'raw', root)
+  return common.assemble(ids, found, 'raw', root)
 
 
 def _processed_folders(root: Path) -> dict[str, Path]:
@@ -175,9 +175,9 @@ def _processed_folders(root: Path) -> dict[str, Path]:
 
 
 def read_processed(root: Path, ids: list[str],
-                   text_rule: str = 'last_colon') -> readers.SplitClips:
+                   text_rule: str = 'last_colon') -> common.SplitClips:
   del text_rule  # the authors' meta.pkl holds the text already cut
-  meta = readers.load_meta(root)
+  meta = common.load_meta(root)
   folders = _processed_folders(root)
   found: dict[str, Clip | Skip] = {}
   for uid in ids:
@@ -189,8 +189,8 @@ def read_processed(root: Path, ids: list[str],
     if uid not in folders:
       found[uid] = Skip(uid, 'missing_files', str(root / '*' / uid))
       continue
-    text, label = readers.meta_entry(meta, uid)
-    labels = readers.processed_labels(label, EMOTIONS)
+    text, label = common.meta_entry(meta, uid)
+    labels = common.processed_labels(label, EMOTIONS)
     side = speaker_side(uid)
     s = 'L' if side == 'left' else 'R'
     if labels is None:
@@ -203,13 +203,13 @@ def read_processed(root: Path, ids: list[str],
       found[uid] = Clip(
           uid, 'iemocap', 'processed', text.strip(), labels,
           audio_path=str(folder / f'audio_{s}.wav'),
-          image_paths=readers.processed_images(folder, f'image_{s}_'),
+          image_paths=common.processed_images(folder, f'image_{s}_'),
           side=side)
-  return readers.assemble(ids, found, 'processed', root)
+  return common.assemble(ids, found, 'processed', root)
 
 
 def read(raw_dir: str | Path, ids: list[str],
-         text_rule: str = 'last_colon') -> readers.SplitClips:
+         text_rule: str = 'last_colon') -> common.SplitClips:
   """The utterances of ``ids`` found under ``raw_dir`` (either layout)."""
   if text_rule not in TEXT_RULES:
     raise ValueError(f'text_rule must be one of {TEXT_RULES}, got '

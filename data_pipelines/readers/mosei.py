@@ -20,8 +20,8 @@ from pathlib import Path
 from absl import logging
 import numpy as np
 
-from data_pipelines import readers
-from data_pipelines.readers import Clip, Skip
+from data_pipelines.readers import common
+from data_pipelines.readers.common import Clip, Skip
 
 EMOTIONS = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise')
 LABEL_COLUMNS = tuple(f'Answer.{e}' for e in EMOTIONS)
@@ -31,7 +31,7 @@ PROCESSED_DIR = 'MOSEI_RAW_PROCESSED'
 def detect_layout(raw_dir: str | Path) -> tuple[str, Path]:
   """('raw' | 'processed', root) of a MOSEI directory."""
   raw_dir = Path(raw_dir)
-  processed = readers.find_processed(raw_dir, PROCESSED_DIR)
+  processed = common.find_processed(raw_dir, PROCESSED_DIR)
   if processed is not None:
     return 'processed', processed
   for cand in (raw_dir, raw_dir / 'Raw', raw_dir / 'CMU_MOSEI'):
@@ -103,7 +103,7 @@ def labels_from_sums(sums: np.ndarray) -> np.ndarray:
   return (np.asarray(sums) > 0).astype(np.float32)
 
 
-def read_raw(root: Path, ids: list[str]) -> readers.SplitClips:
+def read_raw(root: Path, ids: list[str]) -> common.SplitClips:
   transcripts, bad = read_transcripts(root)
   if bad:
     logging.warning('%d unreadable transcript lines ignored, first: %s %s',
@@ -134,11 +134,11 @@ def read_raw(root: Path, ids: list[str]) -> readers.SplitClips:
           video_path=str(root / 'Videos' / 'Full' / 'Combined' /
                          f'{video}.mp4'),
           start=start, end=end)
-  return readers.assemble(ids, found, 'raw', root)
+  return common.assemble(ids, found, 'raw', root)
 
 
-def read_processed(root: Path, ids: list[str]) -> readers.SplitClips:
-  meta = readers.load_meta(root)
+def read_processed(root: Path, ids: list[str]) -> common.SplitClips:
+  meta = common.load_meta(root)
   found: dict[str, Clip | Skip] = {}
   for clip_id in ids:
     folder = root / clip_id
@@ -147,8 +147,8 @@ def read_processed(root: Path, ids: list[str]) -> readers.SplitClips:
     if clip_id not in meta:
       found[clip_id] = Skip(clip_id, 'no_label', str(root / 'meta.pkl'))
       continue
-    text, label = readers.meta_entry(meta, clip_id)
-    labels = readers.processed_labels(label, EMOTIONS)
+    text, label = common.meta_entry(meta, clip_id)
+    labels = common.processed_labels(label, EMOTIONS)
     if labels is None:
       found[clip_id] = Skip(clip_id, 'unknown_label', str(root / 'meta.pkl'),
                             repr(label)[:80])
@@ -159,11 +159,11 @@ def read_processed(root: Path, ids: list[str]) -> readers.SplitClips:
       found[clip_id] = Clip(
           clip_id, 'mosei', 'processed', text.strip(), labels,
           audio_path=str(folder / 'audio.wav'),
-          image_paths=readers.processed_images(folder, 'image_'))
-  return readers.assemble(ids, found, 'processed', root)
+          image_paths=common.processed_images(folder, 'image_'))
+  return common.assemble(ids, found, 'processed', root)
 
 
-def read(raw_dir: str | Path, ids: list[str]) -> readers.SplitClips:
+def read(raw_dir: str | Path, ids: list[str]) -> common.SplitClips:
   """The clips of ``ids`` found under ``raw_dir`` (either layout)."""
   layout, root = detect_layout(raw_dir)
   return (read_raw if layout == 'raw' else read_processed)(root, ids)

@@ -1,8 +1,7 @@
 """Shared TFDS builder for the end-to-end emotion datasets (MOSEI, IEMOCAP).
 
 One example is one utterance clip, stored close to the raw signal so that the
-tf.data pipeline (``data_pipelines/input_pipeline.py``) only caps, pads and
-normalises:
+training side's tf.data pipeline only caps, pads and normalises:
 
   faces      uint8   [F, 48, 48, 3]  RGB face crops, one per img_interval ms
   spec       float16 [C, 128, 32]    mel-spectrogram chunks (mel x time)
@@ -30,6 +29,9 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import preprocess
+from data_pipelines import text
+
 FACE_SIZE = 48
 N_MELS = 128
 CHUNK_FRAMES = 32
@@ -51,13 +53,13 @@ class E2EConfig(tfds.core.BuilderConfig):
   """What changes the stored examples: tokenizer, frame rate, mel, detector.
 
   Attributes:
-    text_model: tokenizer name for ``mesm_jax.text.get_tokenizer``
+    text_model: tokenizer name for ``data_pipelines.text.get_tokenizer``
       ('albert-base-v2' | 'minilm' | 'scratch' | a checkpoint dir).
     text_checkpoint: explicit Hugging Face checkpoint dir (overrides name).
     scratch_vocab_size: vocabulary of the 'scratch' tokenizer.
     text_max_len: L, token ids are padded or cut to this length.
     img_interval: ms between sampled video frames.
-    log_mel: store log(1 + mel) instead of the power mel (quirk 5 off).
+    log_mel: store log(mel + 1e-6) instead of the power mel (quirk 5 off).
     face_detector: 'mtcnn' (paper) | 'center' (centre crop, fast, tests).
     synthetic: the manual dir holds generated data (``synthetic.write_*_raw``)
       whose own split files (``<manual_dir>/splits``) are used.
@@ -74,15 +76,10 @@ class E2EConfig(tfds.core.BuilderConfig):
   synthetic: bool = False
   text_rule: str = 'last_colon'
 
-  def tokenizer_config(self):
-    """The fields of a mesm_jax config that ``get_tokenizer`` reads."""
-    import mesm_jax  # pylint: disable=g-import-not-at-top
-    c = mesm_jax.get_config('default')
-    c.text_model = self.text_model
-    c.text_checkpoint = self.text_checkpoint
-    c.scratch_vocab_size = self.scratch_vocab_size
-    c.text_max_len = self.text_max_len
-    return c
+  def tokenizer(self) -> text.tokenizer.TextTokenizer:
+    """The tokeniser whose ids this config stores."""
+    return text.get_tokenizer(self.text_model, self.text_checkpoint,
+                              self.scratch_vocab_size)
 
   def same_data(self, other: 'E2EConfig') -> bool:
     """True when both configs produce the same stored examples."""
@@ -96,7 +93,7 @@ _META_FIELDS = ('name', 'version', 'release_notes', 'supported_versions',
 
 
 def config_name(c: E2EConfig) -> str:
-  """A readable, unique name for a config built from a mesm_jax config."""
+  """A readable, unique name for a config that is not one of the named ones."""
   text = c.text_model if not c.text_checkpoint else 'ckpt'
   text = ''.join(ch if ch.isalnum() else '_' for ch in text)
   if c.text_model == 'scratch':
@@ -118,7 +115,7 @@ def named_configs(synthetic: E2EConfig) -> list[E2EConfig]:
       E2EConfig(name='albert', description='Paper: ALBERT base v2 tokens '
                 '(L=100), 500 ms frames, power mel, MTCNN faces.', **paper),
       E2EConfig(name='albert_logmel', log_mel=True,
-                description='As albert, log(1 + mel) spectrogram.', **paper),
+                description='As albert, log(mel + 1e-6) spectrogram.', **paper),
       E2EConfig(name='albert_img7500', img_interval=7500,
                 description='As albert, one frame per 7.5 s (the original '
                 "loader's effective MOSEI rate, quirk 4).", **paper),
@@ -195,10 +192,8 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, raw_dir: Path, split: str, cache_dir: Path,
                          splits_dir: Path | None
                          ) -> Iterator[tuple[str, dict[str, Any]]]:
-    from data_pipelines import preprocess  # pylint: disable=g-import-not-at-top
-    from mesm_jax import text  # pylint: disable=g-import-not-at-top
     c = self.builder_config
-    tokenizer = text.get_tokenizer(c.tokenizer_config())
+    tokenizer = c.tokenizer()
     options = {'text_rule': c.text_rule} if self.DATASET == 'iemocap' else {}
     examples = preprocess.iter_examples(
         self.DATASET, raw_dir, split, cache_dir=cache_dir,

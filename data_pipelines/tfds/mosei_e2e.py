@@ -13,8 +13,8 @@ from data_pipelines.readers import mosei as mosei_reader
 from data_pipelines.tfds import base
 
 _INSTRUCTIONS = """\
-Put ONE of these layouts in the manual dir (`--manual_dir`, or the raw_dir of
-`data_pipelines.input_pipeline.build_tfds`):
+Put ONE of these layouts in the manual dir (`--manual_dir` of the TFDS build,
+`--raw_dir` of experiments/run.py):
 
 1. The CMU-MOSEI raw release from the CMU MultiComp lab
    (http://multicomp.cs.cmu.edu/resources/cmu-mosei-dataset/, the

@@ -30,6 +30,8 @@ import numpy as np
 
 from mesm_jax import models
 from mesm_jax.models.cnn import FrameCNN
+from mesm_jax.text import checkpoint
+from mesm_jax.text import layers
 
 FACE = (48, 48, 3)
 CHUNK = (128, 32)
@@ -84,7 +86,6 @@ CLIPS = {
 
 def albert_base_encoder(dtype: Any = jnp.float32) -> nn.Module:
   """ALBERT base v2's shape (E 128, D 768, 12 shared layers), random init."""
-  from mesm_jax.text import checkpoint, layers  # pylint: disable=g-import-not-at-top
   cfg = layers.EncoderConfig(
       model_type='albert', vocab_size=30000, hidden_size=768, num_layers=12,
       num_heads=12, intermediate_size=3072, hidden_act='gelu_new',

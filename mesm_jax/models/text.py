@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from mesm_jax.models.transformer import Encoder
+from mesm_jax.text import checkpoint as pretrained
 
 
 class ScratchTextEncoder(nn.Module):
@@ -65,6 +66,4 @@ def build_text_encoder(config) -> nn.Module:
         num_heads=config.scratch_text_heads,
         ff_dim=config.scratch_text_ff_dim, max_len=config.text_max_len,
         dropout=config.dropout, dtype=jnp.dtype(config.dtype))
-  # Imported here: the pretrained encoders are optional for the models.
-  from mesm_jax.text import build_pretrained_encoder  # pylint: disable=g-import-not-at-top,line-too-long
-  return build_pretrained_encoder(config)
+  return pretrained.build_pretrained_encoder(config)

@@ -1,20 +1,25 @@
-"""Pretrained text encoders (BERT / MiniLM, ALBERT) in Flax Linen, and tokenisers.
+"""Pretrained text encoders (BERT / MiniLM, ALBERT) in Flax Linen.
 
-Public API:
-- ``get_tokenizer(config)``: ``.encode(texts, max_len) -> (ids, mask)``.
-- ``build_pretrained_encoder(config)``: the Flax module for
-  ``config.text_model`` / ``config.text_checkpoint``; called as
-  ``enc(ids, mask, train=...) -> (hidden [B, L, D], cls [B, D])``.
+Public API (each takes a config and reads ``text_model``, ``text_checkpoint``
+and, for 'scratch', ``scratch_vocab_size``):
+- ``get_tokenizer(config)``: ``.encode(texts, max_len) -> (ids, mask)``; the
+  tokenisers themselves live in ``data_pipelines.text``, where the TFDS data
+  is built.
+- ``build_pretrained_encoder(config)``: the Flax module for the checkpoint;
+  called as ``enc(ids, mask, train=...) -> (hidden [B, L, D], cls [B, D])``.
 - ``load_pretrained_params(config)``: its ``params`` pytree, to put at
   ``params['text_encoder']``.
 - ``resolve_checkpoint_dir(config)``: where the checkpoint lives.
 
-See docs/text_encoders.md. The encoder functions import flax/jax lazily, so
-data pipelines can import ``get_tokenizer`` without them.
+See docs/text_encoders.md.
 """
 
-from mesm_jax.text.hub import CheckpointNotFoundError, resolve_checkpoint_dir
-from mesm_jax.text.tokenizer import get_tokenizer
+import pathlib
+
+from data_pipelines import text as data_text
+from data_pipelines.text import CheckpointNotFoundError
+from mesm_jax.text.checkpoint import build_pretrained_encoder
+from mesm_jax.text.checkpoint import load_pretrained_params
 
 __all__ = [
     'CheckpointNotFoundError', 'build_pretrained_encoder', 'get_tokenizer',
@@ -22,11 +27,13 @@ __all__ = [
 ]
 
 
-def build_pretrained_encoder(config):
-  from mesm_jax.text import checkpoint  # pylint: disable=g-import-not-at-top
-  return checkpoint.build_pretrained_encoder(config)
+def get_tokenizer(config):
+  """The tokeniser of ``config.text_model`` (``data_pipelines.text``)."""
+  return data_text.get_tokenizer(config.text_model, config.text_checkpoint,
+                                 config.scratch_vocab_size)
 
 
-def load_pretrained_params(config):
-  from mesm_jax.text import checkpoint  # pylint: disable=g-import-not-at-top
-  return checkpoint.load_pretrained_params(config)
+def resolve_checkpoint_dir(config) -> pathlib.Path:
+  """Local checkpoint directory of ``config.text_model``/``text_checkpoint``."""
+  return data_text.resolve_checkpoint_dir(config.text_model,
+                                          config.text_checkpoint)

@@ -19,10 +19,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import safetensors.numpy
 
+from data_pipelines.text import hub
 from mesm_jax.text import albert
 from mesm_jax.text import bert
-from mesm_jax.text import hub
 from mesm_jax.text import layers
 
 ENCODERS = {'bert': bert.BertEncoder, 'albert': albert.AlbertEncoder}
@@ -95,7 +96,8 @@ def _dtype(config) -> Any:
 
 def build_pretrained_encoder(config) -> nn.Module:
   """The (uninitialised) Flax encoder for ``config.text_model``'s checkpoint."""
-  directory = hub.resolve_checkpoint_dir(config)
+  directory = hub.resolve_checkpoint_dir(config.text_model,
+                                         config.text_checkpoint)
   cfg = encoder_config(read_hf_config(directory), str(directory / 'config.json'))
   return build_encoder(cfg, _dtype(config))
 
@@ -104,8 +106,7 @@ def build_pretrained_encoder(config) -> nn.Module:
 
 
 def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-  return dict(load_file(str(path)))
+  return dict(safetensors.numpy.load_file(str(path)))
 
 
 def _read_torch_bin(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -284,4 +285,6 @@ def load_checkpoint(directory,
 
 def load_pretrained_params(config) -> dict:
   """Params (numpy float32) of ``build_pretrained_encoder(config)``."""
-  return load_checkpoint(hub.resolve_checkpoint_dir(config), _dtype(config))[1]
+  directory = hub.resolve_checkpoint_dir(config.text_model,
+                                         config.text_checkpoint)
+  return load_checkpoint(directory, _dtype(config))[1]

@@ -1,4 +1,4 @@
-"""The training loop's view of the input pipeline (``data_pipelines``).
+"""The training loop's view of the input pipeline (``mesm_jax.input_pipeline``).
 
 Wraps ``input_pipeline.build_tfds`` / ``make_dataset`` into what the loop
 needs: numpy batches of one host's share for an epoch (from a given batch,
@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mesm_jax import input_pipeline
+
 EMOTIONS = {
     'mosei': ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise'),
     'iemocap': ('anger', 'excited', 'frustrated', 'happy', 'neutral', 'sad'),
@@ -28,8 +30,6 @@ class Data:
 
   def __init__(self, config, process_index: Optional[int] = None,
                process_count: Optional[int] = None):
-    from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
-    self._ip = input_pipeline
     self.config = config
     self.process_index = (jax.process_index() if process_index is None
                           else process_index)
@@ -52,7 +52,7 @@ class Data:
 
   def _dataset(self, split: str, train: bool, batch: int, epoch: int = 0,
                skip: int = 0):
-    return self._ip.make_dataset(
+    return input_pipeline.make_dataset(
         self.config, split, train=train, global_batch_size=batch,
         seed=self.config.seed, epoch=epoch, process_index=self.process_index,
         process_count=self.process_count, skip_batches=skip,

