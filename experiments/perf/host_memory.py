@@ -21,7 +21,7 @@ holds enough blocks.  Measured: a MOSEI-sized feature extraction with 1.54 GiB
 of scratch ran 1.55 -> 1.27 s per call, and the process's resident memory
 went from 2.6 to 5.7 GiB.  So the benchmarks turn it on
 (``--keep_freed_memory``, default true), training only when asked
-(config ``keep_freed_memory``, default false); ``MESM_KEEP_FREED_MEMORY=0``
+(``python experiments/run.py ... --keep_freed_memory``); ``MESM_KEEP_FREED_MEMORY=0``
 turns it off everywhere.  Call it early, before the first computation.
 Only glibc (Linux) has these options; elsewhere the call does nothing.
 """
