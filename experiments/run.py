@@ -7,32 +7,45 @@
 Every config field is a flag (``--help`` lists them); rerunning a command in
 the same ``--workdir`` resumes it.  See docs/training.md.
 
-``--keep_freed_memory`` (CPU, glibc only; this script's own flag) makes glibc
-keep freed memory for reuse, so XLA:CPU's per-step scratch is not page-faulted
-in on every step: faster steps for more resident memory
-(``experiments/perf/host_memory.py``, docs/benchmarks.md).
+This script adds one flag of its own, ``--keep_freed_memory`` (see
+``script_flags``), applied after the flags are parsed and before TensorFlow
+and JAX load.
 """
 
+import argparse
 import os
 import sys
+from typing import Optional, Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 
-from experiments.perf import host_memory  # pylint: disable=g-import-not-at-top
-from mesm_jax.train import main  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from experiments.perf import host_memory
+from mesm_jax.train import flags
+from mesm_jax.train import main
+# pylint: enable=g-import-not-at-top
 
-FLAG = '--keep_freed_memory'
+
+def script_flags() -> argparse.ArgumentParser:
+  """This script's own flags, not config fields (``--help`` lists them)."""
+  parser = argparse.ArgumentParser(add_help=False)
+  parser.add_argument(
+      '--keep_freed_memory', type=flags.str2bool, nargs='?', const=True,
+      default=False,
+      help='CPU, glibc only: keep freed memory for reuse, so XLA:CPU\'s '
+           'per-step scratch is not page-faulted in on every step: faster '
+           'steps, more resident memory (experiments/perf/host_memory.py, '
+           'docs/benchmarks.md)')
+  return parser
 
 
-def _split_memory_flag(argv):
-  """(True if ``--keep_freed_memory`` was given, the other arguments)."""
-  keep = any(a == FLAG or a in (FLAG + '=true', FLAG + '=1') for a in argv)
-  rest = [a for a in argv if not a.startswith(FLAG)]
-  return keep, rest
+def run(argv: Optional[Sequence[str]] = None) -> int:
+  """Parse the flags, apply ``--keep_freed_memory``, train or evaluate."""
+  config, args = flags.parse(argv, parents=[script_flags()])
+  if args.keep_freed_memory:  # before the first computation
+    host_memory.keep_freed_memory()
+  return main.execute(config, args.workdir, args.eval_only)
 
 
 if __name__ == '__main__':
-  keep, argv = _split_memory_flag(sys.argv[1:])
-  if keep:  # before the first computation
-    host_memory.keep_freed_memory()
-  sys.exit(main.run(argv))
+  sys.exit(run())

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import mesm_jax
+from data_pipelines import audio, faces
 from mesm_jax import text
 from data_pipelines.text import hub
 
@@ -38,11 +39,11 @@ def _batch(config):
   ids, mask = text.get_tokenizer(config).encode(SENTENCES, config.text_max_len)
   batch = {'text_ids': ids, 'text_mask': mask, 'clip_mask': np.ones((b,), bool)}
   if 'v' in config.modalities:
-    batch['faces'] = rng.normal(
-        size=(b, f, config.face_size, config.face_size, 3)).astype(np.float32)
+    size = faces.FACE_SIZE  # the face crops of the data: 48 x 48
+    batch['faces'] = rng.normal(size=(b, f, size, size, 3)).astype(np.float32)
     batch['face_mask'] = np.array([[1, 0], [1, 1]], bool)
   if 'a' in config.modalities:
-    batch['spec'] = rng.random((b, f, config.n_mels, config.chunk_frames),
+    batch['spec'] = rng.random((b, f, audio.N_MELS, audio.CHUNK_FRAMES),
                                np.float32)
     batch['spec_mask'] = np.array([[1, 0], [1, 1]], bool)
   return batch

@@ -1,8 +1,10 @@
-"""Loss, optimiser, flags and a one-epoch run through the real pipeline."""
+"""Loss, optimiser, the loop's state and one epoch through the real pipeline.
+
+The flags and configs are tested in tests/test_flags.py.
+"""
 
 import json
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -10,7 +12,7 @@ import optax
 import pytest
 
 import mesm_jax
-from mesm_jax.train import flags, loop, main, optim
+from mesm_jax.train import loop, main, optim
 
 # ---------------------------------------------------------------- loss, optim
 
@@ -58,19 +60,65 @@ def test_text_encoder_trains_at_lr_over_text_lr_factor():
   np.testing.assert_allclose(updates['text_encoder']['w'], -1e-4, rtol=1e-4)
 
 
-def test_clipping_and_weight_decay():
-  params = {'a': jnp.array([3.0, 4.0])}
-  grads = {'a': jnp.array([30.0, 40.0])}             # global norm 50
-  tx = optim.make_optimizer(_opt_config(clip_grad=1.0, lr=1.0), params)
-  clip = optax.clip_by_global_norm(1.0)
-  clipped, _ = clip.update(grads, clip.init(params))
-  np.testing.assert_allclose(clipped['a'], [0.6, 0.8], rtol=1e-6)
-  assert tx.update(grads, tx.init(params), params)[0]['a'].shape == (2,)
-  # L2 weight decay as torch.optim.Adam: g + wd * p enters Adam.  With g = 0
-  # the first update is -lr * sign(p).
-  tx = optim.make_optimizer(_opt_config(weight_decay=0.1), params)
-  updates, _ = tx.update({'a': jnp.zeros(2)}, tx.init(params), params)
-  np.testing.assert_allclose(updates['a'], [-1e-3, -1e-3], rtol=1e-4)
+def _reference_adam(params, grads_per_step, *, lr, text_lr_factor,
+                    weight_decay, clip_grad, b1=0.9, b2=0.999, eps=1e-8):
+  """The rule of ``make_optimizer`` in float64 numpy, step by step.
+
+  Clip the whole gradient to global norm ``clip_grad``; add
+  ``weight_decay * param``; Adam with bias correction, at
+  ``lr / text_lr_factor`` under ``text_encoder`` and ``lr`` elsewhere.
+  Returns the update of every step.
+  """
+  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in p.items()}
+  v = {k: np.zeros_like(x) for k, x in p.items()}
+  updates = []
+  for t, grads in enumerate(grads_per_step, 1):
+    g = {k: np.asarray(x, np.float64) for k, x in grads.items()}
+    norm = np.sqrt(sum(np.sum(x ** 2) for x in g.values()))
+    if clip_grad > 0 and norm > clip_grad:
+      g = {k: x * clip_grad / norm for k, x in g.items()}
+    step = {}
+    for k in p:
+      d = g[k] + weight_decay * p[k]
+      m[k] = b1 * m[k] + (1 - b1) * d
+      v[k] = b2 * v[k] + (1 - b2) * d ** 2
+      m_hat, v_hat = m[k] / (1 - b1 ** t), v[k] / (1 - b2 ** t)
+      rate = lr / text_lr_factor if k == 'text_encoder' else lr
+      step[k] = -rate * m_hat / (np.sqrt(v_hat) + eps)
+    p = {k: p[k] + step[k] for k in p}
+    updates.append(step)
+  return updates
+
+
+def test_make_optimizer_follows_clip_decay_adam_and_text_lr():
+  f32 = lambda *v: np.array(v, np.float32)
+  params = {'text_encoder': f32(1.0, -2.0, 0.5),
+            'visual_head': f32(0.3, 3.0, -1.0)}
+  grads = [  # global norms ~51 (clipped to 1) and ~0.4 (not clipped)
+      {'text_encoder': f32(30.0, -10.0, 2.0),
+       'visual_head': f32(-40.0, 5.0, 1.0)},
+      {'text_encoder': f32(0.1, 0.2, -0.3),
+       'visual_head': f32(0.05, -0.1, 0.1)},
+  ]
+  settings = dict(lr=1e-2, text_lr_factor=10.0, weight_decay=0.05,
+                  clip_grad=1.0)
+  tx = optim.make_optimizer(_opt_config(**settings), params)
+  state = tx.init(params)
+  current = params
+  expected = _reference_adam(params, grads, **settings)
+  for g, want in zip(grads, expected):
+    got, state = tx.update(g, state, current)
+    for k in params:
+      np.testing.assert_allclose(got[k], want[k], rtol=2e-5, atol=1e-9)
+    current = optax.apply_updates(current, got)
+  # The test sees each part of the rule: without clipping, with no decay or
+  # with one learning rate the reference gives other second updates.
+  for change in (dict(clip_grad=0.0), dict(weight_decay=0.0),
+                 dict(text_lr_factor=1.0)):
+    other = _reference_adam(params, grads, **{**settings, **change})[1]
+    assert any(not np.allclose(other[k], expected[1][k], rtol=1e-3)
+               for k in params), change
 
 
 def test_check_finite_raises_with_a_clear_message(tmp_path):
@@ -93,36 +141,36 @@ def test_best_checkpoint_rule_is_valid_f1_then_valid_loss():
   assert not loop.is_better([1.0, -0.2], [1.0, -0.2])   # equal: not better
 
 
-# ---------------------------------------------------------------- flags
+# ---------------------------------------------------------------- loop state
 
 
-def test_card_command_parses_to_the_papers_mosei_settings():
-  config, _ = flags.parse(['--dataset', 'mosei', '--top_p', '0.5'])
-  assert config.dataset == 'mosei' and config.top_p == 0.5
-  assert config.model == 'mesm' and config.batch_size == 2
-  assert config.lr == 5e-5 and config.text_lr_factor == 10
-  assert config.early_stop == 6 and config.epochs == 40
-  fe2e, _ = flags.parse(['--dataset', 'iemocap', '--model', 'fe2e'])
-  assert fe2e.batch_size == 8 and fe2e.top_p == 0.7
-  given, _ = flags.parse(['--dataset', 'iemocap', '--model=fe2e',
-                          '--batch_size=4'])
-  assert given.batch_size == 4
+def test_eval_batch_is_fitted_to_the_devices_in_the_loop_not_the_config(
+    monkeypatch):
+  config = ml_collections.FrozenConfigDict(
+      {'batch_size': 6, 'eval_batch_size': 4, 'parallel': 'pmap'})
+  monkeypatch.setattr(loop.parallel, 'choose_devices',
+                      lambda per_host, how: ['d0', 'd1', 'd2'])
+
+  class Log:
+    def write(self, line):
+      raise AssertionError(f'unexpected note: {line}')
+
+  devices, eval_batch_size = loop.fit_batch_sizes(config, Log())
+  assert devices == ['d0', 'd1', 'd2'] and eval_batch_size == 6
+  assert config.eval_batch_size == 4
 
 
-def test_every_config_field_is_a_flag():
-  base = mesm_jax.get_config('mosei')
-  parser = flags.build_parser(base)
-  names = {a.dest for a in parser._actions}  # pylint: disable=protected-access
-  assert set(base.keys()) <= names
-  config, _ = flags.parse(['--dataset', 'mosei', '--cnn_features', '8,16,16,32',
-                           '--log_mel', 'true', '--eval_only', '--modalities',
-                           'tv', '--trans_nheads', '2', '--parallel',
-                           'shard_map'])
-  assert config.cnn_features == (8, 16, 16, 32)
-  assert config.log_mel is True and config.eval_only is True
-  assert config.modalities == 'tv' and config.trans_nheads == 2
-  with pytest.raises(SystemExit):
-    flags.parse(['--dataset', 'mosei', '--modalities', 'xyz'])
+def test_run_state_round_trips_through_the_checkpoint_json():
+  run = loop.RunState(pos_weight=[1.5, 2.0], epoch=3, step_in_epoch=7,
+                      best_score=[0.5, -0.2], best_epoch=2, bad_epochs=1)
+  saved = json.loads(json.dumps(run.to_json()))
+  assert loop.RunState.from_json(saved) == run
+  # A checkpoint written before steps_per_epoch existed still loads.
+  del saved['steps_per_epoch']
+  assert loop.RunState.from_json(saved).steps_per_epoch is None
+
+
+# ---------------------------------------------------------------- main
 
 
 def test_missing_real_data_is_a_clear_error_without_traceback(tmp_path, capsys):
@@ -160,9 +208,13 @@ def tiny_config(tmp_path, **overrides) -> ml_collections.ConfigDict:
 @pytest.mark.usefixtures('fast_compile')
 def test_one_epoch_through_the_real_pipeline(tmp_path):
   config = tiny_config(tmp_path)
+  given = config.to_dict()
   workdir = tmp_path / 'work'
   results = loop.train_and_evaluate(config, str(workdir))
   on_disk = json.loads((workdir / 'results.json').read_text())
+  # Nothing wrote into the config: results.json holds the one given.
+  assert config.to_dict() == given
+  assert on_disk['config'] == json.loads(json.dumps(given))
   assert on_disk['best_epoch'] == 1 and on_disk['epochs_run'] == 1
   metrics = on_disk['metrics']
   for split in ('valid', 'test'):
@@ -175,7 +227,6 @@ def test_one_epoch_through_the_real_pipeline(tmp_path):
                                         'happiness', 'sadness', 'surprise'}
   assert all(t in np.round(np.arange(1, 20) * 0.05, 2)
              for t in on_disk['thresholds'].values())
-  assert on_disk['config']['model'] == 'mesm'
   assert results['metrics'] == metrics
   lines = [json.loads(l) for l in
            (workdir / 'metrics.jsonl').read_text().splitlines()]

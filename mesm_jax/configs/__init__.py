@@ -1,18 +1,49 @@
 """Configs as Python (``ml_collections.ConfigDict``), one per dataset.
 
-``get_config('mosei')`` returns the paper's MOSEI settings; ``'smoke'`` is a
-tiny variant for tests.  Every field can be overridden from the command line.
+``get_config(name, model)`` returns the settings of one named config for one
+model:
+
+* ``'mosei'``, ``'iemocap'``: the paper's settings for that dataset (top_p,
+  length caps);
+* ``'default'``: the authors' hyperparameters that the others start from;
+* ``'synthetic'``: narrow widths for the embedded demo dataset;
+* ``'smoke'``: tiny widths for tests.
+
+``model`` is ``'mesm'`` (the default) or ``'fe2e'``.  It sets ``model`` and
+the batch size that goes with it: the paper trains MESM with batches of 2 and
+FE2E with batches of 8 (MOSEI and IEMOCAP; ``'synthetic'`` and ``'smoke'``
+keep their own).  So ``get_config('iemocap', 'fe2e')`` from Python and
+``--dataset iemocap --model fe2e`` on the command line give the same config.
+Setting ``config.model`` afterwards changes the model only, not the batch.
+
+Every field can be overridden from the command line (``--top_p 0.5``);
+``HELP`` says what each field means and in which unit, ``CHOICES`` the
+values of the fields that take one of a few names.
+
+This package imports nothing but ``ml_collections``: the command-line flags
+(and ``--help``) are built from it without loading JAX or TensorFlow.
 """
 
 import importlib
+from typing import Optional
 
 import ml_collections
 
+from mesm_jax.configs.default import CHOICES, HELP, MODELS, PAPER_BATCH_SIZE
+
 NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'smoke')
 
+__all__ = ['CHOICES', 'HELP', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE',
+           'get_config']
 
-def get_config(name: str = 'default') -> ml_collections.ConfigDict:
+
+def get_config(name: str = 'default', model: Optional[str] = None
+               ) -> ml_collections.ConfigDict:
+  """The config ``name`` (one of ``NAMES``) for ``model`` (default 'mesm')."""
   if name not in NAMES:
     raise ValueError(f'unknown config {name!r}; choose one of {NAMES}')
+  model = model or 'mesm'
+  if model not in MODELS:
+    raise ValueError(f'unknown model {model!r}; choose one of {MODELS}')
   module = importlib.import_module(f'mesm_jax.configs.{name}')
-  return module.get_config()
+  return module.get_config(model)

@@ -4,71 +4,203 @@ The config is flat on purpose: every field is one command-line flag of
 ``experiments/run.py`` (``--top_p 0.5``, ``--trans_dim 64``, ...).  Dataset
 configs (``mosei.py``, ``iemocap.py``, ``synthetic.py``) import this one and
 override what differs; ``smoke.py`` shrinks every width for tests and demos.
+
+``HELP`` says what each field does and in which unit; it is the flag's
+``--help`` text and the reference for the fields (a test checks that every
+field of every named config has one).  ``CHOICES`` lists the values of the
+fields that take one of a few names.
+
+The batch size depends on the model: the paper trains MESM with batches of 2
+and FE2E with batches of 8 (``PAPER_BATCH_SIZE``), so ``get_config(model)``
+sets both ``model`` and ``batch_size``.  The config is only ever written
+while it is built (here, by the dataset configs, by the command line or by a
+caller before training); the training loop freezes it and keeps every value
+it derives (such as the evaluation batch rounded to the devices) in its own
+state.
 """
 
 import ml_collections
 
+MODELS = ('mesm', 'fe2e')
+PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8}
 
-def get_config() -> ml_collections.ConfigDict:
+CHOICES = {
+    'dataset': ('mosei', 'iemocap', 'synthetic'),
+    'model': MODELS,
+    'modalities': ('tav', 'ta', 'tv', 'va', 't', 'a', 'v'),
+    'sparse_impl': ('gathered', 'masked'),
+    'attention_grad': ('none', 'scaled'),
+    'dtype': ('float32', 'bfloat16'),
+    'parallel': ('pmap', 'shard_map'),
+    'face_detector': ('mtcnn', 'center'),
+    'text_rule': ('last_colon', 'full'),
+}
+
+HELP = {
+    # --- data --------------------------------------------------------------
+    'dataset': 'mosei | iemocap | synthetic (generated clips in the MOSEI '
+               'layout, no download); picks the TFDS data and the emotions',
+    'data_dir': "TFDS data directory; '' = ~/tensorflow_datasets. The "
+                'prepared data is built there once and read by every run',
+    'raw_dir': 'directory of the raw release (or the authors\' processed '
+               'folders, docs/data.md) to build the TFDS data from; only read '
+               "while building; '' for synthetic: <data_dir>/synthetic_raw",
+    'num_emotions': 'number of emotion classes E, the width of the logits '
+                    '(MOSEI and IEMOCAP: 6)',
+    'img_interval': 'milliseconds between two sampled video frames (paper: '
+                    '500 ms; 7500 ms is the original loader\'s MOSEI rate). '
+                    'Changing it builds other TFDS data',
+    'log_mel': "false (faithful, quirk 5): power mel spectrogram; true: "
+               'log(mel + 1e-6). Changing it builds other TFDS data',
+    'face_detector': 'mtcnn (the paper\'s MTCNN face crops) | center (the '
+                     'centre crop of every frame, no detector: fast, for '
+                     'tests). Changing it builds other TFDS data',
+    'text_max_len': 'tokens per utterance, special tokens included; longer '
+                    'transcripts are cut, shorter ones padded (paper: 100). '
+                    'Changing it builds other TFDS data',
+    'max_frames': 'at most this many face frames per clip (frames), kept '
+                  'evenly spaced over the clip; batches use 3 length buckets '
+                  'up to it',
+    'max_chunks': 'at most this many spectrogram chunks per clip (a chunk: '
+                  '32 spectrogram frames, 0.4 s at 16 kHz), kept evenly '
+                  'spaced over the clip',
+    'deterministic_input': 'true: tf.data keeps a fixed order, so a resumed '
+                           'run sees the same batches as an uninterrupted '
+                           'one; false: possibly faster, order may vary',
+    'shuffle_buffer': 'tf.data shuffle buffer of the training split (clips)',
+    'text_rule': 'IEMOCAP transcripts: last_colon (faithful, quirk 6: the '
+                 'words after the last colon of the line) | full (everything '
+                 'after the [start-end]: prefix). Changing it builds other '
+                 'TFDS data',
+    'synthetic_clips': 'synthetic dataset only: number of generated clips '
+                       '(70/15/15 % train/valid/test)',
+    # --- model -------------------------------------------------------------
+    'model': 'mesm (sparse CNN stages 3-5 after cross-modal attention; needs '
+             'the text modality) | fe2e (dense CNNs). Sets the paper\'s batch '
+             'size: MESM 2, FE2E 8',
+    'modalities': 'modalities used: any non-empty subset of t (text), a '
+                  '(audio), v (visual faces)',
+    'top_p': 'MESM\'s nucleus threshold p: each frame of a sparse stage '
+             'keeps its most attended positions until their attention sums '
+             'to p (paper: MOSEI 0.5, IEMOCAP 0.7); >= 1 keeps every one',
+    'sparse_impl': 'gathered (work follows the nucleus capacity) | masked '
+                   '(dense reference); the same numbers',
+    'attention_grad': 'none (faithful, quirk 1: the cross-modal attention '
+                      'gets no gradient and never learns) | scaled (kept '
+                      'features are scaled by their attention: it learns)',
+    'cnn_features': 'channels of the visual and audio CNNs: stem/VGG blocks '
+                    '1-2, stage 3, stage 4, stage 5 (4 widths)',
+    'cnn_fc_dim': 'width of the fully connected layer after each CNN',
+    'trans_dim': 'model width of the per-modality Transformers',
+    'trans_nlayers': 'layers of each per-modality Transformer',
+    'trans_nheads': 'attention heads of each Transformer layer',
+    'trans_ff_dim': 'hidden width of the Transformers\' feed-forward blocks',
+    'dropout': 'dropout rate of the Transformers and of the scratch text '
+               'encoder (0..1)',
+    'text_model': 'text encoder: albert-base-v2 (paper) | minilm (bundled, '
+                  'offline) | scratch (randomly initialised, scratch_* shape) '
+                  '| a checkpoint directory | a Hugging Face name in the '
+                  'local cache (docs/text_encoders.md). Its token ids are '
+                  'part of the TFDS data',
+    'text_checkpoint': 'Hugging Face checkpoint directory of the text '
+                       "encoder; overrides text_model's lookup ('' = none)",
+    'scratch_vocab_size': 'text_model=scratch: vocabulary size of the '
+                          'random text encoder (token ids below it)',
+    'scratch_text_dim': 'text_model=scratch: model width of the random text '
+                        'encoder (the width of its CLS feature)',
+    'scratch_text_layers': 'text_model=scratch: Transformer layers of the '
+                           'random text encoder',
+    'scratch_text_heads': 'text_model=scratch: attention heads of each of '
+                          'its layers',
+    'scratch_text_ff_dim': 'text_model=scratch: hidden width of its '
+                           'feed-forward blocks',
+    'dtype': 'compute dtype: float32 | bfloat16 (parameters stay float32, '
+             'the loss is computed in float32)',
+    'remat': 'rematerialise the CNN stages in the backward pass: less '
+             'memory, more compute',
+    'conv_chunk': 'dense convolutions compute their kernel gradient in chunks '
+                  'of at most this many frames; -1: 16 on CPU, one piece on '
+                  'GPU/TPU; 0: one piece. The same numbers either way',
+    # --- training ----------------------------------------------------------
+    'epochs': 'most training epochs (passes over the training split)',
+    'batch_size': 'global training batch, clips over every device and host '
+                  '(paper: MESM 2, FE2E 8; set with --model unless given)',
+    'eval_batch_size': 'global evaluation batch (clips); rounded up to a '
+                       'multiple of the devices used',
+    'lr': 'Adam learning rate of every parameter except the text encoder\'s',
+    'text_lr_factor': 'the text encoder trains at lr / text_lr_factor '
+                      '(paper: 10)',
+    'weight_decay': 'L2 term weight_decay * param added to the gradient '
+                    'before Adam (torch.optim.Adam\'s, not AdamW); 0 = off',
+    'clip_grad': 'clip the whole gradient to this global L2 norm before Adam; '
+                 '0 = off',
+    'early_stop': 'stop after this many epochs without a better validation '
+                  'average F1; 0 = never',
+    'seed': 'random seed of the initial parameters, dropout and the training '
+            'order (epoch e is shuffled with seed + e)',
+    'parallel': 'how the step is mapped over devices: pmap | shard_map (the '
+                'same numbers)',
+    'checkpoint_every_steps': 'save the latest state every this many training '
+                              'steps inside an epoch (and at each epoch end)',
+    'log_every_steps': 'log the mean training metrics (and check the loss '
+                       'for NaN) every this many steps',
+}
+
+
+def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
+  """The authors' settings for ``model`` ('mesm' or 'fe2e')."""
   c = ml_collections.ConfigDict()
 
   # --- data --------------------------------------------------------------
-  c.dataset = 'synthetic'         # mosei | iemocap | synthetic
-  c.data_dir = ''                 # TFDS data dir ('' = ~/tensorflow_datasets)
-  c.raw_dir = ''                  # raw release (manual dir for the TFDS build)
+  c.dataset = 'synthetic'
+  c.data_dir = ''
+  c.raw_dir = ''
   c.num_emotions = 6
-  c.img_interval = 500            # ms between sampled video frames
-  c.face_size = 48                # face crops are face_size x face_size x 3
-  c.sample_rate = 16000
-  c.n_mels = 128
-  c.chunk_frames = 32             # spectrogram frames per audio chunk
-  c.log_mel = False               # faithful: power mel, no log (quirk 5)
-  c.face_detector = 'mtcnn'       # mtcnn (paper) | center (centre crop: tests)
+  c.img_interval = 500
+  c.log_mel = False
+  c.face_detector = 'mtcnn'
   c.text_max_len = 100
-  c.max_frames = 64               # cap of face frames per clip (documented rule)
-  c.max_chunks = 64               # cap of spectrogram chunks per clip
-  c.deterministic_input = True    # fixed input order: a resumed run sees the same batches
-  c.shuffle_buffer = 256          # tf.data shuffle buffer (clips)
-  c.text_rule = 'last_colon'      # IEMOCAP transcript rule (quirk 6)
+  c.max_frames = 64
+  c.max_chunks = 64
+  c.deterministic_input = True
+  c.shuffle_buffer = 256
+  c.text_rule = 'last_colon'
 
   # --- model -------------------------------------------------------------
-  c.model = 'mesm'                # mesm | fe2e
-  c.modalities = 'tav'            # any non-empty subset of t, a, v
-  c.top_p = 0.5                   # nucleus threshold of MESM (>= 1: keep all)
-  c.sparse_impl = 'gathered'      # gathered | masked (same numbers)
-  c.attention_grad = 'none'       # none (faithful, quirk 1) | scaled (learns)
-  c.cnn_features = (64, 128, 256, 512)  # stem/VGG 1-2, stage 3, 4, 5 widths
+  c.model = model
+  c.modalities = 'tav'
+  c.top_p = 0.5
+  c.sparse_impl = 'gathered'
+  c.attention_grad = 'none'
+  c.cnn_features = (64, 128, 256, 512)
   c.cnn_fc_dim = 1024
   c.trans_dim = 64
   c.trans_nlayers = 4
   c.trans_nheads = 4
   c.trans_ff_dim = 2048
   c.dropout = 0.1
-  c.text_model = 'albert-base-v2'  # albert-base-v2 | minilm | scratch | a dir
-  c.text_checkpoint = ''          # explicit HF checkpoint dir (overrides name)
-  # Shape of the randomly initialised text encoder (text_model='scratch').
+  c.text_model = 'albert-base-v2'
+  c.text_checkpoint = ''
   c.scratch_vocab_size = 30522
   c.scratch_text_dim = 768
   c.scratch_text_layers = 2
   c.scratch_text_heads = 12
   c.scratch_text_ff_dim = 3072
-  c.dtype = 'float32'             # compute dtype: float32 | bfloat16
-  c.remat = False                 # rematerialise CNN stages (saves memory)
-  c.conv_chunk = -1               # dense convs' kernel gradient in chunks of <= this many frames; -1: 16 on CPU, off on GPU/TPU; 0: off
+  c.dtype = 'float32'
+  c.remat = False
+  c.conv_chunk = -1
 
   # --- training ----------------------------------------------------------
   c.epochs = 40
-  c.batch_size = 2                # global batch (MESM 2, FE2E 8 in the paper)
+  c.batch_size = PAPER_BATCH_SIZE[model]
   c.eval_batch_size = 8
   c.lr = 5e-5
-  c.text_lr_factor = 10.0         # text model at lr / text_lr_factor
+  c.text_lr_factor = 10.0
   c.weight_decay = 0.0
-  c.clip_grad = 0.0               # global-norm clipping; 0 = off
-  c.early_stop = 6                # epochs without better valid avg F1
+  c.clip_grad = 0.0
+  c.early_stop = 6
   c.seed = 0
-  c.parallel = 'pmap'             # pmap | shard_map
-  c.workdir = ''
-  c.eval_only = False
-  c.checkpoint_every_steps = 200  # latest-state checkpoint interval (steps)
+  c.parallel = 'pmap'
+  c.checkpoint_every_steps = 200
   c.log_every_steps = 50
   return c

@@ -6,8 +6,8 @@ Not meant to learn anything; every module keeps its shape logic.
 from mesm_jax.configs import default
 
 
-def get_config():
-  c = default.get_config()
+def get_config(model: str = 'mesm'):
+  c = default.get_config(model)
   c.cnn_features = (4, 8, 8, 16)
   c.cnn_fc_dim = 16
   c.trans_dim = 8

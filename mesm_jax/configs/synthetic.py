@@ -10,8 +10,8 @@ modality.  The figure it reaches is recorded in the README.
 from mesm_jax.configs import default
 
 
-def get_config():
-  c = default.get_config()
+def get_config(model: str = 'mesm'):
+  c = default.get_config(model)
   c.dataset = 'synthetic'
   c.top_p = 0.5
   c.cnn_features = (8, 16, 16, 32)

@@ -59,15 +59,12 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
     config: the flat ConfigDict (model, modalities, top_p, sparse_impl, ...).
     text_encoder: a text encoder module; default ``build_text_encoder``.
     axis_name: named axis over which BatchNorm statistics are shared (the
-      trainer's pmap/shard_map axis, e.g. ``'batch'``); also read from
-      ``config.bn_axis_name`` when that field exists.
+      trainer's pmap/shard_map axis, e.g. ``'batch'``).
 
   Returns:
     An unbound ``MultimodalModel``.
   """
   _check_config(config)
-  if axis_name is None:
-    axis_name = config.get('bn_axis_name', None) or None
   if 't' in config.modalities and text_encoder is None:
     text_encoder = build_text_encoder(config)
   return MultimodalModel(

@@ -64,9 +64,14 @@ class Data:
     ds = self._dataset('train', True, self.config.batch_size, epoch, skip)
     return with_last(ds.as_numpy_iterator())
 
-  def eval_batches(self, split: str) -> Iterator[Dict[str, np.ndarray]]:
-    """Every clip of ``split`` once, padded batches marked by ``clip_mask``."""
-    ds = self._dataset(split, False, self.config.eval_batch_size)
+  def eval_batches(self, split: str, batch_size: int
+                   ) -> Iterator[Dict[str, np.ndarray]]:
+    """Every clip of ``split`` once, padded batches marked by ``clip_mask``.
+
+    ``batch_size`` is the global evaluation batch: the loop's, fitted to its
+    devices (``config.eval_batch_size`` rounded up), not the config's.
+    """
+    ds = self._dataset(split, False, batch_size)
     return ds.as_numpy_iterator()
 
   def train_labels(self) -> Iterator[np.ndarray]:
@@ -77,9 +82,9 @@ class Data:
     ds = ds.map(lambda ex: ex['labels']).batch(1024)
     return ds.as_numpy_iterator()
 
-  def sample_batch(self) -> Dict[str, np.ndarray]:
+  def sample_batch(self, batch_size: int) -> Dict[str, np.ndarray]:
     """One evaluation batch, to initialise the model's shapes."""
-    return next(self.eval_batches('valid'))
+    return next(self.eval_batches('valid', batch_size))
 
 
 def synthetic_kwargs(config) -> Dict[str, int]:

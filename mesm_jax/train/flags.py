@@ -1,35 +1,39 @@
 """Command-line flags generated from the config fields.
 
-``--dataset`` picks the base config (``mesm_jax.get_config(dataset)``, the
-paper's values for that dataset); every field of that ConfigDict is then a
-flag of the same name and type: ``--top_p 0.5``, ``--trans_dim 64``,
-``--cnn_features 8,16,16,32``, ``--log_mel true``.  Unless ``--batch_size`` is
-given, MOSEI and IEMOCAP use the paper's batch: 2 for MESM, 8 for FE2E.
+``--dataset`` and ``--model`` pick the base config,
+``mesm_jax.configs.get_config(dataset, model)``: the paper's values for that
+dataset and model, the batch size included (MOSEI and IEMOCAP: MESM 2, FE2E
+8).  Every field of that ConfigDict is then a flag of the same name and type
+(``--top_p 0.5``, ``--trans_dim 64``, ``--cnn_features 8,16,16,32``,
+``--log_mel true``); a flag that is given wins over the base config
+(``--model fe2e --batch_size 4``).  Each flag's help text is the field's entry
+in ``mesm_jax.configs.HELP``, its choices ``mesm_jax.configs.CHOICES``.
+
+``--workdir`` and ``--eval_only`` say where and what to run, not how to
+train: they are command-line flags only, returned beside the config.  A
+script adds its own flags with ``parents`` (``experiments/run.py``:
+``--keep_freed_memory``), so that ``--help`` lists them too.
+
+This module imports ``mesm_jax.configs`` and the standard library only, so
+``--help`` answers without loading TensorFlow or JAX.
 """
 
 import argparse
-from typing import List, Optional, Sequence, Tuple
+import sys
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import ml_collections
 
-import mesm_jax
+from mesm_jax import configs
 
-DATASETS = ('mosei', 'iemocap', 'synthetic')
-PAPER_BATCH = {'mesm': 2, 'fe2e': 8}
-CHOICES = {'model': ('mesm', 'fe2e'), 'parallel': ('pmap', 'shard_map'),
-           'dtype': ('float32', 'bfloat16'),
-           'modalities': ('tav', 'ta', 'tv', 'va', 't', 'a', 'v')}
-HELP = {
-    'dataset': 'mosei | iemocap | synthetic (the embedded demo, no download)',
-    'workdir': 'checkpoints, metrics.jsonl, TensorBoard, results.json; a rerun '
-               'in the same workdir resumes',
-    'eval_only': "evaluate the workdir's best checkpoint on valid and test",
-    'top_p': 'nucleus threshold of MESM (paper: MOSEI 0.5, IEMOCAP 0.7)',
-    'batch_size': 'global batch (paper: MESM 2, FE2E 8)',
-    'text_lr_factor': 'text encoder trains at lr / text_lr_factor',
-    'early_stop': 'epochs without a better valid average F1 before stopping',
-    'data_dir': 'TFDS data dir (default ~/tensorflow_datasets)',
-    'raw_dir': 'raw release to build the TFDS data from (once)',
+DATASETS = configs.CHOICES['dataset']
+RUN_HELP = {
+    'workdir': 'directory of the run: checkpoints, metrics.jsonl, TensorBoard '
+               'logs, results.json; a rerun in the same workdir resumes. '
+               "'' = workdirs/<dataset>-<model>-<modalities>-p<top_p>-"
+               'seed<seed>',
+    'eval_only': "evaluate the workdir's best checkpoint on valid and test "
+                 '(eval_results.json) instead of training',
 }
 
 
@@ -41,65 +45,93 @@ def str2bool(text: str) -> bool:
   raise argparse.ArgumentTypeError(f'expected true/false, got {text!r}')
 
 
-def _tuple_of(kind):
-  def parse(text: str) -> tuple:
+def _tuple_of(kind: Callable[[str], Any]) -> Callable[[str], tuple]:
+  def parse_tuple(text: str) -> tuple:
     return tuple(kind(v) for v in text.replace(' ', '').split(',') if v)
-  return parse
+  return parse_tuple
 
 
-def _flag_type(default):
+def _flag_type(default: Any) -> Callable[[str], Any]:
   if isinstance(default, bool):
     return str2bool
   if isinstance(default, (tuple, list)):
-    kind = type(default[0]) if default else str
-    return _tuple_of(kind)
+    return _tuple_of(type(default[0]) if default else str)
   return type(default)
 
 
-def build_parser(config: ml_collections.ConfigDict) -> argparse.ArgumentParser:
+def _escape(text: str) -> str:
+  """argparse %-formats help texts: a literal '%' must be doubled."""
+  return text.replace('%', '%%')
+
+
+def _add_flag(group, name: str, default: Any, help_text: str) -> None:
+  kwargs = dict(type=_flag_type(default), default=default,
+                help=_escape(help_text))
+  if name in configs.CHOICES:
+    kwargs['choices'] = configs.CHOICES[name]
+  if isinstance(default, bool):
+    kwargs.update(nargs='?', const=True)  # `--eval_only` alone means true
+  group.add_argument(f'--{name}', **kwargs)
+
+
+def build_parser(config: ml_collections.ConfigDict,
+                 parents: Sequence[argparse.ArgumentParser] = ()
+                 ) -> argparse.ArgumentParser:
+  """One flag per field of ``config`` (its value the default), and the run's.
+
+  Args:
+    config: the base config (``configs.get_config(dataset, model)``).
+    parents: parsers (``add_help=False``) of a script's own flags.
+
+  Returns:
+    The parser; ``--help`` lists the run flags, then the config fields.
+  """
   parser = argparse.ArgumentParser(
       description='Train and evaluate MESM / FE2E (Dai et al., NAACL 2021).',
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument('--dataset', choices=DATASETS, default='synthetic',
-                      help=HELP['dataset'])
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+      parents=list(parents))
+  run = parser.add_argument_group('what to run')
+  for name in ('dataset', 'model'):
+    _add_flag(run, name, config[name], configs.HELP[name])
+  _add_flag(run, 'workdir', '', RUN_HELP['workdir'])
+  _add_flag(run, 'eval_only', False, RUN_HELP['eval_only'])
+  fields = parser.add_argument_group(
+      'config fields (mesm_jax/configs; defaults of the chosen --dataset and '
+      '--model)')
   for name, default in sorted(config.items()):
-    if name == 'dataset':
-      continue
-    flag_type = _flag_type(default)
-    kwargs = dict(type=flag_type, default=default,
-                  help=HELP.get(name, 'config field'))
-    if name in CHOICES:
-      kwargs['choices'] = CHOICES[name]
-    if isinstance(default, bool):
-      kwargs['nargs'] = '?'
-      kwargs['const'] = True   # `--eval_only` alone means true
-    parser.add_argument(f'--{name}', **kwargs)
+    if name not in ('dataset', 'model'):
+      _add_flag(fields, name, default, configs.HELP[name])
   return parser
 
 
-def _dataset_of(argv: Sequence[str]) -> str:
+def _base_config(argv: Sequence[str]) -> ml_collections.ConfigDict:
+  """``get_config(--dataset, --model)``; bad values are left to the parser."""
   pre = argparse.ArgumentParser(add_help=False)
-  pre.add_argument('--dataset', choices=DATASETS, default='synthetic')
+  pre.add_argument('--dataset')
+  pre.add_argument('--model')
   known, _ = pre.parse_known_args(argv)
-  return known.dataset
+  dataset = known.dataset if known.dataset in DATASETS else 'synthetic'
+  model = known.model if known.model in configs.MODELS else None
+  return configs.get_config(dataset, model)
 
 
-def _given(argv: Sequence[str], name: str) -> bool:
-  flag = f'--{name}'
-  return any(a == flag or a.startswith(flag + '=') for a in argv)
+def parse(argv: Optional[Sequence[str]] = None,
+          parents: Sequence[argparse.ArgumentParser] = ()
+          ) -> Tuple[ml_collections.FrozenConfigDict, argparse.Namespace]:
+  """The config of ``--dataset``/``--model`` with every given flag applied.
 
+  Args:
+    argv: the arguments (default ``sys.argv[1:]``).
+    parents: parsers of a script's own flags (see ``build_parser``).
 
-def parse(argv: Optional[Sequence[str]] = None
-          ) -> Tuple[ml_collections.ConfigDict, argparse.Namespace]:
-  """Config of ``--dataset`` with every given flag applied."""
-  import sys  # pylint: disable=g-import-not-at-top
+  Returns:
+    The config, frozen (a write raises), and the parsed namespace, which also
+    holds ``workdir``, ``eval_only`` and the ``parents``' flags.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
-  config = mesm_jax.get_config(_dataset_of(argv))
-  args = build_parser(config).parse_args(argv)
-  with config.unlocked():
-    for name in config.keys():
-      value = getattr(args, name)
-      config[name] = tuple(value) if isinstance(value, list) else value
-    if config.dataset in ('mosei', 'iemocap') and not _given(argv, 'batch_size'):
-      config.batch_size = PAPER_BATCH[config.model]
-  return config, args
+  config = _base_config(argv)
+  args = build_parser(config, parents).parse_args(argv)
+  for name in config.keys():
+    value = getattr(args, name)
+    config[name] = tuple(value) if isinstance(value, list) else value
+  return ml_collections.FrozenConfigDict(config), args

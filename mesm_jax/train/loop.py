@@ -6,20 +6,30 @@ split (validation thresholds applied).  The validation average F1 picks the
 best checkpoint and drives early stopping (``early_stop`` epochs without a
 better score).  A rerun in the same work directory continues from the latest
 checkpoint, at the same position in the same epoch.
+
+The config is read, never written: the loop freezes it
+(``ml_collections.FrozenConfigDict``), and what it derives lives in its own
+state: ``Context`` (built once per run: data, devices, the evaluation batch
+fitted to them, model, checkpoints) and ``RunState`` (where training stands,
+saved with every latest checkpoint).
 """
 
+import dataclasses
 import functools
+import os
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import ml_collections
 import numpy as np
 
+from mesm_jax import models
+from mesm_jax import text
 from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import data as data_lib
 from mesm_jax.train import logging as log_lib
@@ -39,7 +49,6 @@ def setup_distributed() -> None:
   Detected from the environment: an explicit JAX coordinator, a Cloud TPU pod
   slice (several worker hostnames), SLURM or Open MPI with more than one task.
   """
-  import os  # pylint: disable=g-import-not-at-top
   env = os.environ
   several = (
       'JAX_COORDINATOR_ADDRESS' in env
@@ -52,11 +61,11 @@ def setup_distributed() -> None:
 
 def build_model(config):
   """The Linen model, its BatchNorm statistics shared over the step's axis."""
-  import mesm_jax  # pylint: disable=g-import-not-at-top
-  return mesm_jax.build_model(config, axis_name=step_lib.AXIS)
+  return models.build_model(config, axis_name=step_lib.AXIS)
 
 
-def init_state(config, model, sample: Dict[str, np.ndarray]) -> step_lib.TrainState:
+def init_state(config, model,
+               sample: Dict[str, np.ndarray]) -> step_lib.TrainState:
   """Fresh parameters (pretrained text encoder unless 'scratch') and Adam."""
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
@@ -65,18 +74,24 @@ def init_state(config, model, sample: Dict[str, np.ndarray]) -> step_lib.TrainSt
   variables = init({'params': init_rng, 'dropout': dropout_rng}, sample)
   params = dict(variables['params'])
   if config.text_model != 'scratch':
-    from mesm_jax import text  # pylint: disable=g-import-not-at-top
     params['text_encoder'] = text.load_pretrained_params(config)
   params = jax.device_get(params)
   state = step_lib.TrainState.create(
-      apply_fn=model.apply, params=params, tx=optim.make_optimizer(config, params),
+      apply_fn=model.apply, params=params,
+      tx=optim.make_optimizer(config, params),
       batch_stats=variables.get('batch_stats', {}), rng=train_rng)
   state = state.replace(step=np.zeros((), np.int32))
   return jax.device_get(state)  # host numpy: safe to donate device copies
 
 
-def fit_batch_sizes(config, logger) -> list:
-  """Devices for the global batch; eval batch made a multiple of their count."""
+def fit_batch_sizes(config, logger) -> Tuple[list, int]:
+  """Devices for the global batch, and the evaluation batch for them.
+
+  Returns:
+    The devices the step runs on, and ``config.eval_batch_size`` rounded up
+    to a multiple of the devices over all hosts (every device gets the same
+    number of clips).  The config is left as it is.
+  """
   hosts = jax.process_count()
   if config.batch_size % hosts:
     raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
@@ -87,9 +102,7 @@ def fit_batch_sizes(config, logger) -> list:
     logger.write(f'note: global batch {config.batch_size} uses {per_host} of '
                  f'{jax.local_device_count()} local devices per host')
   multiple = per_host * hosts
-  if config.eval_batch_size % multiple:
-    config.eval_batch_size += multiple - config.eval_batch_size % multiple
-  return devices
+  return devices, -(-config.eval_batch_size // multiple) * multiple
 
 
 def compute_pos_weight(data: data_lib.Data) -> np.ndarray:
@@ -112,9 +125,11 @@ def run_eval(runner, state, batches, pos_weight) -> Dict[str, Any]:
 
 def evaluate_state(ctx, state, thresholds=None):
   """Valid and test metrics of ``state``; thresholds from valid unless given."""
-  valid = run_eval(ctx.runner, state, ctx.data.eval_batches('valid'),
+  valid = run_eval(ctx.runner, state,
+                   ctx.data.eval_batches('valid', ctx.eval_batch_size),
                    ctx.pos_weight)
-  test = run_eval(ctx.runner, state, ctx.data.eval_batches('test'),
+  test = run_eval(ctx.runner, state,
+                  ctx.data.eval_batches('test', ctx.eval_batch_size),
                   ctx.pos_weight)
   thresholds, values = metrics_lib.evaluate_splits(
       valid, test, ctx.emotions, ctx.config.dataset, thresholds)
@@ -123,31 +138,67 @@ def evaluate_state(ctx, state, thresholds=None):
 
 
 class Context:
-  """Everything a run needs, built once: data, model, runner, checkpoints."""
+  """Everything a run needs, built once: data, model, runner, checkpoints.
+
+  ``config`` is a frozen copy of the given config (a write raises);
+  ``eval_batch_size`` is the config's, fitted to the devices.
+  """
 
   def __init__(self, config, workdir: str):
-    self.config = config
+    self.config = config = ml_collections.FrozenConfigDict(config)
     self.workdir = workdir
     self.data = data_lib.Data(config)  # first: a missing dataset writes nothing
     self.logger = log_lib.RunLogger(workdir)
-    self.devices = fit_batch_sizes(config, self.logger)
+    self.devices, self.eval_batch_size = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
     self.model = build_model(config)
     self.emotions = self.data.emotions()
     self.headline = metrics_lib.headline_metrics(config.dataset)
     self.ckpts = ckpt_lib.Checkpoints(workdir)
     self.pos_weight = None
-    self.fresh = init_state(config, self.model, self.data.sample_batch())
+    self.fresh = init_state(config, self.model,
+                            self.data.sample_batch(self.eval_batch_size))
 
   def host_target(self):
     return self.fresh.to_dict()
 
 
-def _fresh_meta(pos_weight: np.ndarray) -> Dict[str, Any]:
-  return {'epoch': 0, 'step_in_epoch': 0, 'best_score': None,
-          'best_epoch': None, 'bad_epochs': 0, 'done': False,
-          'epoch_loss_sum': 0.0, 'epoch_loss_steps': 0,
-          'pos_weight': pos_weight.tolist()}
+@dataclasses.dataclass
+class RunState:
+  """Where training stands; saved as JSON with every latest checkpoint.
+
+  Attributes:
+    pos_weight: the loss's positive weight per emotion, counted once on the
+      training labels (kept so that a resumed run uses the same).
+    epoch: epochs finished.
+    step_in_epoch: steps of the current epoch finished (resume from there).
+    steps_per_epoch: steps of an epoch, known after the first one (progress
+      bar); None before.
+    best_score: ``[valid average F1, -valid loss]`` of the best epoch.
+    best_epoch: that epoch (1-based), None before the first.
+    bad_epochs: epochs since the best one (early stopping).
+    done: training is over (last epoch or early stop).
+    epoch_loss_sum, epoch_loss_steps: the current epoch's training loss so
+      far (its mean is the epoch's ``train/loss``).
+  """
+  pos_weight: List[float]
+  epoch: int = 0
+  step_in_epoch: int = 0
+  steps_per_epoch: Optional[int] = None
+  best_score: Optional[List[float]] = None
+  best_epoch: Optional[int] = None
+  bad_epochs: int = 0
+  done: bool = False
+  epoch_loss_sum: float = 0.0
+  epoch_loss_steps: int = 0
+
+  def to_json(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, saved: Dict[str, Any]) -> 'RunState':
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in saved.items() if k in names})
 
 
 def restore_or_start(ctx: Context):
@@ -155,13 +206,14 @@ def restore_or_start(ctx: Context):
   restored = ctx.ckpts.restore_latest(ctx.host_target())
   if restored is None:
     ctx.pos_weight = compute_pos_weight(ctx.data)
-    return ctx.fresh, _fresh_meta(ctx.pos_weight)
-  state_dict, meta = restored
-  ctx.pos_weight = np.asarray(meta['pos_weight'], np.float32)
+    return ctx.fresh, RunState(pos_weight=ctx.pos_weight.tolist())
+  state_dict, saved = restored
+  run = RunState.from_json(saved)
+  ctx.pos_weight = np.asarray(run.pos_weight, np.float32)
   ctx.logger.write(f'resuming from {ctx.ckpts.latest.directory} at step '
-                   f'{int(state_dict["step"])} (epoch {meta["epoch"] + 1}, '
-                   f'step {meta["step_in_epoch"]} of the epoch)')
-  return ctx.fresh.from_dict(state_dict), meta
+                   f'{int(state_dict["step"])} (epoch {run.epoch + 1}, '
+                   f'step {run.step_in_epoch} of the epoch)')
+  return ctx.fresh.from_dict(state_dict), run
 
 
 def check_finite(pending: List[Dict[str, Any]], step: int, ctx) -> List[Dict]:
@@ -179,16 +231,16 @@ def check_finite(pending: List[Dict[str, Any]], step: int, ctx) -> List[Dict]:
   return fetched
 
 
-def save_latest(ctx, state, meta) -> None:
+def save_latest(ctx, state, run: RunState) -> None:
   host = ctx.runner.get_state(state)
-  ctx.ckpts.save_latest(int(host.step), host.to_dict(), meta)
+  ctx.ckpts.save_latest(int(host.step), host.to_dict(), run.to_json())
 
 
-def train_epoch(ctx, state, meta) -> Any:
-  """The rest of one epoch from ``meta['step_in_epoch']``; updates ``meta``."""
-  config, epoch = ctx.config, meta['epoch']
-  start = meta['step_in_epoch']
-  total = meta.get('steps_per_epoch') or (
+def train_epoch(ctx, state, run: RunState) -> Any:
+  """The rest of one epoch from ``run.step_in_epoch``; updates ``run``."""
+  config, epoch = ctx.config, run.epoch
+  start = run.step_in_epoch
+  total = run.steps_per_epoch or (
       ctx.data.num_examples('train') // config.batch_size)
   bar = log_lib.progress(total, f'epoch {epoch + 1}/{config.epochs}',
                          initial=start, leave=False)
@@ -201,12 +253,12 @@ def train_epoch(ctx, state, meta) -> Any:
     bar.update(1)
     save = i % config.checkpoint_every_steps == 0 and not last
     if save or last or len(pending) >= config.log_every_steps:
-      pending = _flush(ctx, pending, meta, bar, speed, int(_step(state)))
+      pending = _flush(ctx, pending, run, bar, speed, int(_step(state)))
     if save:
-      meta['step_in_epoch'] = i
-      save_latest(ctx, state, meta)
+      run.step_in_epoch = i
+      save_latest(ctx, state, run)
   bar.close()
-  meta['steps_per_epoch'] = i
+  run.steps_per_epoch = i
   return state
 
 
@@ -215,17 +267,17 @@ def _step(state) -> int:
   return int(step[0] if np.ndim(step) else step)
 
 
-def _flush(ctx, pending, meta, bar, speed, global_step) -> list:
+def _flush(ctx, pending, run: RunState, bar, speed, global_step) -> list:
   """NaN check, then log the mean of the pending step metrics."""
   fetched = check_finite(pending, global_step, ctx)
   losses = [float(m['loss']) for m in fetched]
-  meta['epoch_loss_sum'] += sum(losses)
-  meta['epoch_loss_steps'] += len(losses)
+  run.epoch_loss_sum += sum(losses)
+  run.epoch_loss_steps += len(losses)
   means = {f'train/{k}': float(np.mean([m[k] for m in fetched]))
            for k in fetched[0]}
   rate = speed.rate()
   ctx.logger.scalars(global_step, {**means, 'train/clips_per_s': rate},
-                     epoch=meta['epoch'] + 1)
+                     epoch=run.epoch + 1)
   bar.set_postfix(loss=f'{means["train/loss"]:.4f}', clips_s=f'{rate:.1f}')
   return []
 
@@ -239,63 +291,67 @@ def is_better(score, best) -> bool:
   return best is None or tuple(score) > tuple(best)
 
 
-def end_epoch(ctx, state, meta) -> bool:
-  """Evaluate, keep the best, save the latest; True when training is over."""
-  config, epoch = ctx.config, meta['epoch']
+def end_epoch(ctx, state, run: RunState) -> None:
+  """Evaluate, keep the best, save the latest; sets ``run.done`` at the end."""
+  config, epoch = ctx.config, run.epoch
   host = ctx.runner.get_state(state)
   thresholds, values = evaluate_state(ctx, state)
-  values['train/loss'] = meta['epoch_loss_sum'] / max(meta['epoch_loss_steps'], 1)
+  values['train/loss'] = run.epoch_loss_sum / max(run.epoch_loss_steps, 1)
   score = [values['valid/f1/avg'], -values['valid/loss']]
-  improved = is_better(score, meta['best_score'])
+  improved = is_better(score, run.best_score)
   if improved:
-    meta.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+    run.best_score, run.best_epoch, run.bad_epochs = score, epoch + 1, 0
     ctx.ckpts.save_best(int(host.step), host.to_dict(), ckpt_lib.to_jsonable({
         'epoch': epoch + 1, 'step': int(host.step), 'score': score[0],
         'thresholds': thresholds, 'metrics': values}))
   else:
-    meta['bad_epochs'] += 1
-  stop = config.early_stop > 0 and meta['bad_epochs'] >= config.early_stop
-  meta.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0,
-              epoch_loss_steps=0, done=stop or epoch + 1 >= config.epochs)
-  ctx.ckpts.save_latest(int(host.step), host.to_dict(), meta)
+    run.bad_epochs += 1
+  stop = config.early_stop > 0 and run.bad_epochs >= config.early_stop
+  run.epoch, run.step_in_epoch = epoch + 1, 0
+  run.epoch_loss_sum, run.epoch_loss_steps = 0.0, 0
+  run.done = stop or epoch + 1 >= config.epochs
+  ctx.ckpts.save_latest(int(host.step), host.to_dict(), run.to_json())
   ctx.logger.scalars(int(host.step), values, epoch=epoch + 1)
   ctx.logger.write(log_lib.table_row(epoch + 1, values, ctx.headline, improved))
   if stop:
     ctx.logger.write(f'early stop: no better valid/f1/avg for '
                      f'{config.early_stop} epochs')
-  return meta['done']
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                        ) -> Dict[str, Any]:
-  """Train (or resume) in ``workdir``; returns and writes ``results.json``."""
+  """Train (or resume) in ``workdir``; returns and writes ``results.json``.
+
+  ``config`` is not changed (the loop works on a frozen copy).
+  """
   start_time = time.time()
   ctx = Context(config, workdir)
-  state, meta = restore_or_start(ctx)
-  ctx.logger.write(describe(ctx, meta))
+  state, run = restore_or_start(ctx)
+  ctx.logger.write(describe(ctx, run))
   state = ctx.runner.put_state(state)
-  if not meta['done']:
+  if not run.done:
     ctx.logger.write(log_lib.table_header(ctx.headline))
-  epochs = log_lib.progress(config.epochs, 'epochs', initial=meta['epoch'])
-  while not meta['done']:
-    state = train_epoch(ctx, state, meta)
-    meta['done'] = end_epoch(ctx, state, meta)
+  epochs = log_lib.progress(ctx.config.epochs, 'epochs', initial=run.epoch)
+  while not run.done:
+    state = train_epoch(ctx, state, run)
+    end_epoch(ctx, state, run)
     epochs.update(1)
   epochs.close()
-  results = write_results(ctx, meta, time.time() - start_time)
+  results = write_results(ctx, run, time.time() - start_time)
   ctx.ckpts.close()
   ctx.logger.close()
   return results
 
 
-def describe(ctx, meta) -> str:
+def describe(ctx, run: RunState) -> str:
   c = ctx.config
-  return (f'{c.model.upper()} on {c.dataset} ({c.modalities}, top_p={c.top_p}); '
+  return (f'{c.model.upper()} on {c.dataset} ({c.modalities}, '
+          f'top_p={c.top_p}); '
           f'{ctx.data.num_examples("train")} training clips, '
           f'batches of {c.batch_size}; '
           f'{ctx.runner.name} over {len(ctx.devices)} device(s) '
           f'({jax.devices()[0].platform}); pos_weight '
-          f'{np.round(meta["pos_weight"], 3).tolist()}')
+          f'{np.round(run.pos_weight, 3).tolist()}')
 
 
 def git_commit() -> Optional[str]:
@@ -311,17 +367,18 @@ def provenance(ctx) -> Dict[str, Any]:
   return {'config': ctx.config.to_dict(),
           'command': shlex.join([sys.executable] + sys.argv),
           'git_commit': git_commit(), 'parallel': ctx.runner.name,
-          'num_devices': len(ctx.devices), 'platform': jax.devices()[0].platform,
+          'num_devices': len(ctx.devices),
+          'platform': jax.devices()[0].platform,
           'process_count': jax.process_count()}
 
 
-def write_results(ctx, meta, seconds: float) -> Dict[str, Any]:
+def write_results(ctx, run: RunState, seconds: float) -> Dict[str, Any]:
   """``results.json``: provenance, best epoch, thresholds, every metric."""
   best = ctx.ckpts.best_meta()
   results = {**provenance(ctx), 'best_epoch': best['epoch'],
-             'best_step': best['step'], 'epochs_run': meta['epoch'],
+             'best_step': best['step'], 'epochs_run': run.epoch,
              'thresholds': dict(zip(ctx.emotions, best['thresholds'])),
-             'pos_weight': dict(zip(ctx.emotions, meta['pos_weight'])),
+             'pos_weight': dict(zip(ctx.emotions, run.pos_weight)),
              'metrics': best['metrics'], 'seconds_this_run': seconds}
   if log_lib.is_main():
     ckpt_lib.write_json_atomic(Path(ctx.workdir) / 'results.json', results)
@@ -339,16 +396,21 @@ def summary(ctx, results, filename: str = 'results.json') -> str:
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Evaluate the work directory's best checkpoint on valid and test."""
+  """Evaluate the work directory's best checkpoint on valid and test.
+
+  Writes and returns ``eval_results.json``; ``config`` is not changed.
+  """
   ctx = Context(config, workdir)
   restored = ctx.ckpts.restore_best(ctx.host_target())
   if restored is None:
     raise FileNotFoundError(
-        f'no best checkpoint in {Path(workdir).absolute() / "checkpoints/best"};'
+        f'no best checkpoint in '
+        f'{Path(workdir).absolute() / "checkpoints" / "best"};'
         f' train first (the same command without --eval_only)')
   state_dict, best = restored
   latest = ctx.ckpts.restore_latest(ctx.host_target())
-  ctx.pos_weight = np.asarray(latest[1]['pos_weight'], np.float32)
+  run = RunState.from_json(latest[1])
+  ctx.pos_weight = np.asarray(run.pos_weight, np.float32)
   state = ctx.runner.put_state(ctx.fresh.from_dict(state_dict))
   thresholds, values = evaluate_state(ctx, state)
   results = {**provenance(ctx), 'best_epoch': best['epoch'],

@@ -1,5 +1,10 @@
 """Entry point behind ``experiments/run.py``: flags -> config -> one call.
 
+``run(argv)`` parses the flags (``flags.parse``) and calls ``execute``, which
+trains (or resumes) or evaluates.  Only the flags are imported at the top:
+``--help`` and a mistyped flag answer before TensorFlow and JAX load (both
+take seconds); ``execute`` imports the training loop.
+
 Errors a user can fix (missing data or pretrained weights, a NaN loss, a bad
 setting) are printed as one clear message without a traceback, exit code 1;
 ``MESM_JAX_TRACEBACK=1`` shows the traceback as well.
@@ -9,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from mesm_jax.train import flags
 
 USER_ERRORS = (FileNotFoundError, FloatingPointError, ValueError)
 
@@ -21,27 +28,38 @@ def default_workdir(config) -> str:
 
 
 def _quiet_tensorflow() -> None:
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only: leave GPUs to JAX
 
 
-def run(argv: Optional[Sequence[str]] = None) -> int:
-  """Parse flags, train (or resume) or evaluate; returns the exit code."""
+def execute(config, workdir: str = '', eval_only: bool = False) -> int:
+  """Train (or resume) ``config`` in ``workdir``, or evaluate; the exit code.
+
+  Args:
+    config: the run's config (``flags.parse``).
+    workdir: the work directory; '' = ``default_workdir(config)``.
+    eval_only: evaluate the work directory's best checkpoint instead.
+  """
   _quiet_tensorflow()
-  from mesm_jax.train import flags, loop  # pylint: disable=g-import-not-at-top
-  config, _ = flags.parse(argv)
-  with config.unlocked():
-    config.workdir = config.workdir or default_workdir(config)
+  # Imported here, after the flags are parsed: it loads TensorFlow and JAX.
+  from mesm_jax.train import loop  # pylint: disable=g-import-not-at-top
+  workdir = workdir or default_workdir(config)
   loop.setup_distributed()
   try:
-    if config.eval_only:
-      loop.evaluate(config, config.workdir)
+    if eval_only:
+      loop.evaluate(config, workdir)
     else:
-      loop.train_and_evaluate(config, config.workdir)
+      loop.train_and_evaluate(config, workdir)
   except USER_ERRORS as e:
     if os.environ.get('MESM_JAX_TRACEBACK'):
       raise
     print(f'\nerror: {e}', file=sys.stderr)
     return 1
   return 0
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+  """Parse the flags, then ``execute``; returns the exit code."""
+  config, args = flags.parse(argv)
+  return execute(config, args.workdir, args.eval_only)

@@ -21,24 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mesm_jax import models
+
+# The groups of ``models.param_labels``: the text encoder, everything else.
 TEXT, DEFAULT = 'text', 'default'
-
-
-def param_labels(params: Any) -> Any:
-  """'text' for everything under a ``text_encoder`` scope, else 'default'.
-
-  Uses ``mesm_jax.models.param_labels`` when the model package provides it.
-  """
-  try:
-    from mesm_jax import models  # pylint: disable=g-import-not-at-top
-    return models.param_labels(params)
-  except (ImportError, AttributeError):
-    pass
-
-  def label(path, _):
-    keys = [getattr(k, 'key', getattr(k, 'name', str(k))) for k in path]
-    return TEXT if 'text_encoder' in keys else DEFAULT
-  return jax.tree_util.tree_map_with_path(label, params)
 
 
 def _adam(lr: float, weight_decay: float) -> optax.GradientTransformation:
@@ -57,7 +43,7 @@ def make_optimizer(config, params: Any) -> optax.GradientTransformation:
       DEFAULT: _adam(config.lr, config.weight_decay),
       TEXT: _adam(config.lr / config.text_lr_factor, config.weight_decay),
   }
-  tx = optax.multi_transform(groups, param_labels(params))
+  tx = optax.multi_transform(groups, models.param_labels(params))
   if config.clip_grad > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.clip_grad), tx)
   return tx

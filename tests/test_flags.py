@@ -1,0 +1,167 @@
+"""Configs and command-line flags: help texts, the paper's batch, fast --help.
+
+Nothing here starts JAX: the flags are built from ``mesm_jax.configs`` alone.
+"""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+import mesm_jax
+from mesm_jax import configs
+from mesm_jax.train import flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _all_fields():
+  fields = set()
+  for name in configs.NAMES:
+    fields |= set(configs.get_config(name).keys())
+  return fields
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_every_field_of_every_config_has_a_real_help_text():
+  generic = {'', 'config field', 'todo', 'tbd'}
+  for name in configs.NAMES:
+    for model in configs.MODELS:
+      for field in configs.get_config(name, model).keys():
+        text = configs.HELP.get(field, '')
+        assert text.strip().lower() not in generic, (name, field)
+        assert len(text.split()) >= 4, (field, text)
+  assert set(configs.HELP) == _all_fields(), 'help for a field that is gone'
+
+
+def test_choices_are_the_values_the_code_accepts():
+  from data_pipelines import faces  # pylint: disable=g-import-not-at-top
+  from data_pipelines.readers import iemocap  # pylint: disable=g-import-not-at-top
+  from mesm_jax import models  # pylint: disable=g-import-not-at-top
+  from mesm_jax.models import attention, sparse  # pylint: disable=g-import-not-at-top
+  assert set(configs.CHOICES['model']) == set(models.MODELS)
+  assert set(configs.CHOICES['dtype']) == set(models.DTYPES)
+  assert set(configs.CHOICES['sparse_impl']) == set(sparse.STAGES)
+  assert set(configs.CHOICES['attention_grad']) == set(attention.GRAD_MODES)
+  assert set(configs.CHOICES['face_detector']) == set(faces.DETECTORS)
+  assert set(configs.CHOICES['text_rule']) == set(iemocap.TEXT_RULES)
+  for name, values in configs.CHOICES.items():
+    for config_name in configs.NAMES:
+      assert configs.get_config(config_name)[name] in values, (config_name,
+                                                               name)
+
+
+def test_every_config_field_is_read_by_the_library():
+  """No dead field: each one appears as ``config.<field>`` outside configs/."""
+  sources = [p for p in (ROOT / 'mesm_jax').rglob('*.py')
+             if 'configs' not in p.parts]
+  text = '\n'.join(p.read_text() for p in sources)
+  unread = [f for f in sorted(_all_fields())
+            if not re.search(rf"\bconfig\.(get\(')?{f}\b", text)]
+  assert not unread
+
+
+def test_paper_batch_per_model_is_in_the_configs():
+  for dataset in ('mosei', 'iemocap', 'default'):
+    assert configs.get_config(dataset).batch_size == 2
+    mesm = configs.get_config(dataset, 'mesm')
+    fe2e = configs.get_config(dataset, 'fe2e')
+    assert (mesm.model, mesm.batch_size) == ('mesm', 2)
+    assert (fe2e.model, fe2e.batch_size) == ('fe2e', 8)
+  assert mesm_jax.get_config('iemocap', 'fe2e').batch_size == 8
+  with pytest.raises(ValueError, match='unknown model'):
+    configs.get_config('mosei', 'mesn')
+
+
+# ---------------------------------------------------------------- flags
+
+
+def test_card_command_parses_to_the_papers_mosei_settings():
+  config, args = flags.parse(['--dataset', 'mosei', '--top_p', '0.5'])
+  assert config.dataset == 'mosei' and config.top_p == 0.5
+  assert config.model == 'mesm' and config.batch_size == 2
+  assert config.lr == 5e-5 and config.text_lr_factor == 10
+  assert config.early_stop == 6 and config.epochs == 40
+  assert args.workdir == '' and args.eval_only is False
+  given, _ = flags.parse(['--dataset', 'iemocap', '--model=fe2e',
+                          '--batch_size=4'])
+  assert given.batch_size == 4
+
+
+@pytest.mark.parametrize('dataset', ['mosei', 'iemocap', 'synthetic'])
+@pytest.mark.parametrize('model', ['mesm', 'fe2e'])
+def test_command_line_gives_the_python_config(dataset, model):
+  config, _ = flags.parse([f'--dataset={dataset}', '--model', model])
+  assert config.to_dict() == configs.get_config(dataset, model).to_dict()
+
+
+def test_every_config_field_is_a_flag_and_run_flags_are_not_fields():
+  base = configs.get_config('mosei')
+  parser = flags.build_parser(base)
+  names = {a.dest for a in parser._actions}  # pylint: disable=protected-access
+  assert set(base.keys()) | {'workdir', 'eval_only'} <= names
+  config, args = flags.parse([
+      '--dataset', 'mosei', '--cnn_features', '8,16,16,32', '--log_mel',
+      'true', '--eval_only', '--modalities', 'tv', '--trans_nheads', '2',
+      '--parallel', 'shard_map', '--workdir', '/tmp/w'])
+  assert config.cnn_features == (8, 16, 16, 32)
+  assert config.log_mel is True and args.eval_only is True
+  assert config.modalities == 'tv' and config.trans_nheads == 2
+  assert args.workdir == '/tmp/w'
+  assert 'workdir' not in config and 'eval_only' not in config
+  with pytest.raises(SystemExit):
+    flags.parse(['--dataset', 'mosei', '--modalities', 'xyz'])
+  with pytest.raises(SystemExit):
+    flags.parse(['--dataset', 'mosei', '--n_mels', '64'])  # no such field
+
+
+def test_parsed_config_is_frozen():
+  config, _ = flags.parse(['--dataset', 'synthetic'])
+  assert isinstance(config, ml_collections.FrozenConfigDict)
+  with pytest.raises(AttributeError):
+    config.eval_batch_size = 3
+
+
+def _run_help(code: str) -> subprocess.CompletedProcess:
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, timeout=120,
+                        capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def test_run_py_help_lists_every_flag_without_tensorflow_or_jax():
+  """``experiments/run.py --help`` as a script, then what it imported."""
+  proc = _run_help(
+      'import json, runpy, sys\n'
+      "sys.argv = ['experiments/run.py', '--help']\n"
+      'try:\n'
+      "  runpy.run_path('experiments/run.py', run_name='__main__')\n"
+      'except SystemExit as e:\n'
+      '  assert e.code == 0, e.code\n'
+      "heavy = sorted(m for m in ('jax', 'jaxlib', 'tensorflow', 'flax',\n"
+      "                           'tensorflow_datasets') if m in sys.modules)\n"
+      "print('HEAVY', json.dumps(heavy))\n")
+  out = proc.stdout
+  assert json.loads(out.rsplit('HEAVY', 1)[1]) == []
+  text = ' '.join(out.split())  # argparse wraps the help texts
+  assert '--top_p TOP_P ' + ' '.join(configs.HELP['top_p'].split()) in text
+  assert '--keep_freed_memory' in text and 'glibc' in text
+  for flag in ('--workdir', '--eval_only', '--dataset', '--model'):
+    assert flag in text
+  for name in _all_fields():
+    assert f'--{name}' in text
+
+
+def test_flags_module_imports_neither_tensorflow_nor_jax():
+  _run_help(
+      'import sys\n'
+      'from mesm_jax.train import flags\n'
+      "config, args = flags.parse(['--dataset', 'iemocap', '--model', 'fe2e'])\n"
+      'assert config.batch_size == 8\n'
+      "assert 'tensorflow' not in sys.modules and 'jax' not in sys.modules\n")
