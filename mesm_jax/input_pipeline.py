@@ -70,6 +70,8 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
       ``builder_config``, data_dir, raw_dir and seed are read).
     raw_dir: the raw release (TFDS manual dir); default ``config.raw_dir``,
       for 'synthetic' ``<data_dir>/synthetic_raw`` (generated when absent).
+      Data already built from another raw dir or other split files
+      (``config.splits_dir``) is not reused: ``prepare.SourceMismatchError``.
     data_dir: TFDS data dir; default ``config.data_dir`` or
       ``~/tensorflow_datasets``.
     face_detector: 'mtcnn' | 'center'; default ``config.face_detector``.
@@ -83,7 +85,8 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
   return prepare.prepare(
       config.dataset, builder_config(config, face_detector),
       raw_dir=raw_dir or config.raw_dir or None,
-      data_dir=data_dir or config.data_dir or None, num_workers=num_workers,
+      data_dir=data_dir or config.data_dir or None,
+      splits_dir=config.splits_dir or None, num_workers=num_workers,
       synthetic_clips=synthetic_clips, seed=config.seed, progress=progress)
 
 

@@ -165,3 +165,28 @@ def test_flags_module_imports_neither_tensorflow_nor_jax():
       "config, args = flags.parse(['--dataset', 'iemocap', '--model', 'fe2e'])\n"
       'assert config.batch_size == 8\n'
       "assert 'tensorflow' not in sys.modules and 'jax' not in sys.modules\n")
+
+
+def test_bad_values_stop_before_any_work(capsys):
+  """A batch of 0, negative epochs, dropout 1: one clear usage error."""
+  argv = ['--batch_size', '0', '--epochs', '-1', '--dropout', '1',
+          '--lr', '0', '--max_frames', '0', '--early_stop', '-2']
+  with pytest.raises(SystemExit) as exit_info:
+    flags.parse(argv)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  for text in ('--batch_size must be at least 1, got 0',
+               '--epochs must be at least 1, got -1',
+               '--dropout must be in [0, 1), got 1.0',
+               '--lr must be positive, got 0.0',
+               '--max_frames must be at least 1, got 0',
+               '--early_stop must be 0 or more, got -2'):
+    assert text in err
+  # The paper's configs pass; the loop checks configs built in Python too.
+  for name in configs.NAMES:
+    for model in configs.MODELS:
+      assert not configs.checks.problems(configs.get_config(name, model))
+  config = mesm_jax.get_config('smoke')
+  config.eval_batch_size = 0
+  with pytest.raises(ValueError, match='eval_batch_size must be at least 1'):
+    configs.check(config)

@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from data_pipelines import readers
+from data_pipelines import synthetic
+from data_pipelines.tfds import IemocapE2e, MoseiE2e
+from data_pipelines.tfds import base
+from data_pipelines.tfds import prepare
 import mesm_jax
 from mesm_jax import input_pipeline
-from data_pipelines import synthetic
-from data_pipelines.tfds import base
-from data_pipelines.tfds import IemocapE2e, MoseiE2e
 
 NUM_CLIPS = 16      # MOSEI synthetic clips (all splits together)
 NUM_DIALOGS = 2     # IEMOCAP synthetic dialogs
@@ -111,12 +113,58 @@ def test_features_spec(mosei):
 
 
 def test_rebuild_reuses_prepared_data(mosei):
-  builder, _, data_dir = mosei
-  again = input_pipeline.build_tfds(_smoke_config(), raw_dir='/nonexistent',
-                                    data_dir=data_dir, progress=False)
-  assert again.data_path == builder.data_path
-  assert again.info.splits['train'].num_examples == (
-      builder.info.splits['train'].num_examples)
+  builder, raw, data_dir = mosei
+  for raw_dir in (raw, None):   # the same raw dir, or none given
+    again = input_pipeline.build_tfds(_smoke_config(), raw_dir=raw_dir,
+                                      data_dir=data_dir, progress=False)
+    assert again.data_path == builder.data_path
+    assert again.info.splits['train'].num_examples == (
+        builder.info.splits['train'].num_examples)
+  assert again.info.metadata['source']['raw_dir'] == str(raw.resolve())
+
+
+def test_other_source_is_not_reused(mosei, tmp_path):
+  """Data built from raw dir A is never read for a run that asks for B."""
+  _, raw, data_dir = mosei
+  other = tmp_path / 'other_raw'
+  synthetic.write_mosei_raw(other, num_clips=5, seed=9)
+  with pytest.raises(prepare.SourceMismatchError) as err:
+    input_pipeline.build_tfds(_smoke_config(), raw_dir=other,
+                              data_dir=data_dir, progress=False)
+  assert str(raw.resolve()) in str(err.value)
+  assert str(other.resolve()) in str(err.value)
+  # Other split files (other ids) are refused as well.
+  splits = tmp_path / 'splits'
+  splits.mkdir()
+  for split in base.SPLITS:
+    ids = _split_ids(raw, split)
+    (splits / f'{split}.txt').write_text('\n'.join(ids[:-1] or ids) + '\n')
+  config = _smoke_config()
+  config.splits_dir = str(splits)
+  with pytest.raises(prepare.SourceMismatchError, match='split files'):
+    input_pipeline.build_tfds(config, data_dir=data_dir, progress=False)
+
+
+def test_splits_dir_for_mosei_layout(mosei, tmp_path):
+  """--splits_dir: ids that are not in the shipped split files build."""
+  _, raw, _ = mosei
+  config = _smoke_config()
+  config.dataset = 'mosei'    # a MOSEI-layout raw dir, not generated data
+  with pytest.raises(ValueError, match='None of the split ids') as err:
+    input_pipeline.build_tfds(config, raw_dir=raw, data_dir=tmp_path / 'a',
+                              num_workers=1, progress=False)
+  first_id = readers.read_split_ids('mosei', 'train')[0]
+  assert repr(first_id) in str(err.value)   # ids of the split file ...
+  videos = sorted(p.stem for p in raw.rglob('*.mp4'))
+  assert repr(videos[0]) in str(err.value)   # ... and of the raw dir
+  assert '--splits_dir' in str(err.value)
+  config.splits_dir = str(raw / 'splits')
+  builder = input_pipeline.build_tfds(config, raw_dir=raw,
+                                      data_dir=tmp_path / 'b', num_workers=1,
+                                      progress=False)
+  built = {ex['clip_id'].decode() for ex in tfds.as_numpy(
+      builder.as_dataset(split='train'))}
+  assert built and built <= set(_split_ids(raw, 'train'))
 
 
 def test_iemocap_synthetic_build(tmp_path):
@@ -149,7 +197,7 @@ def test_tfds_build_command(tmp_path):
                         timeout=300, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   builder = input_pipeline.build_tfds(
-      mesm_jax.get_config('synthetic'), raw_dir='/nonexistent',
+      mesm_jax.get_config('synthetic'), raw_dir=raw,
       data_dir=tmp_path / 'tfds')
   assert builder.builder_config.name == 'synthetic'
   total = sum(builder.info.splits[s].num_examples for s in base.SPLITS)

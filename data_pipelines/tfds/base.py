@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import preprocess
+from data_pipelines import readers
 from data_pipelines import text
 
 FACE_SIZE = 48
@@ -135,10 +136,40 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {'1.0.0': 'First release.'}
 
   def __init__(self, *, num_workers: int | None = None,
-               progress: bool = True, **kwargs):
+               progress: bool = True, splits_dir: str | Path | None = None,
+               **kwargs):
+    """As a TFDS builder, and how to build.
+
+    Args:
+      num_workers: preprocessing processes (default: every core).
+      progress: show a progress bar per split while preprocessing.
+      splits_dir: folder of train.txt / valid.txt / test.txt (clip ids, one
+        a line) to build from; default the authors' (shipped) split files,
+        for a synthetic config ``<manual_dir>/splits``.
+      **kwargs: ``tfds.core.GeneratorBasedBuilder``'s (config, data_dir).
+    """
     self._num_workers = num_workers
     self._progress = progress
+    self._splits_dir = splits_dir
     super().__init__(**kwargs)
+
+  def splits_dir_for(self, raw_dir: Path) -> Path | None:
+    """The split files a build from ``raw_dir`` reads (None: shipped)."""
+    if self._splits_dir:
+      return Path(self._splits_dir).expanduser()
+    return raw_dir / 'splits' if self.builder_config.synthetic else None
+
+  def _log_download_bytes(self) -> None:
+    # TFDS would print "Downloading and preparing dataset Unknown size": the
+    # data comes from the manual dir, nothing is downloaded.
+    if self._progress:
+      print(f'Building {self.name}/{self.builder_config.name} (once) into '
+            f'{self.data_dir}', flush=True)
+
+  def _log_download_done(self) -> None:
+    if self._progress:
+      print(f'Built {self.name}/{self.builder_config.name}: later runs read '
+            f'it from {self.data_dir}', flush=True)
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
@@ -171,12 +202,15 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     raw_dir = Path(dl_manager.manual_dir)
     cache_dir = Path(dl_manager.download_dir) / 'preprocess_cache' / (
         self._cache_key(raw_dir))
-    splits_dir = raw_dir / 'splits' if self.builder_config.synthetic else None
+    splits_dir = self.splits_dir_for(raw_dir)
     if splits_dir is not None and not splits_dir.is_dir():
       raise FileNotFoundError(
-          f'{self.name}/{self.builder_config.name}: the synthetic raw dir '
-          f'{raw_dir} has no splits/ folder; generate it with '
-          f'data_pipelines.synthetic.write_{self.DATASET}_raw.')
+          f'{self.name}/{self.builder_config.name}: the split files folder '
+          f'{splits_dir} does not exist (a synthetic raw dir holds its own '
+          f'splits/; generate it with '
+          f'data_pipelines.synthetic.write_{self.DATASET}_raw).')
+    self.info.metadata['source'] = source_record(self.DATASET, raw_dir,
+                                                 splits_dir)
     return {split: self._generate_examples(raw_dir, split, cache_dir,
                                            splits_dir) for split in SPLITS}
 
@@ -195,20 +229,66 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     c = self.builder_config
     tokenizer = c.tokenizer()
     options = {'text_rule': c.text_rule} if self.DATASET == 'iemocap' else {}
+    report = preprocess.SkipReport()
     examples = preprocess.iter_examples(
         self.DATASET, raw_dir, split, cache_dir=cache_dir,
         img_interval=c.img_interval, log_mel=c.log_mel,
         face_detector=c.face_detector, splits_dir=splits_dir,
-        num_workers=self._num_workers, progress=self._progress, **options)
+        num_workers=self._num_workers, progress=self._progress,
+        report=report, **options)
     count = 0
     for clip_id, ex in examples:
       count += 1
       yield clip_id, to_tfds_example(clip_id, ex, tokenizer, c.text_max_len)
     if not count:
-      raise ValueError(
-          f'{self.name}/{c.name}: no usable clip in split {split!r} of '
-          f'{raw_dir} (split file: {splits_dir or "the shipped one"}); the '
-          f'skipped clips and why are listed in {cache_dir}/skipped.jsonl')
+      raise ValueError(no_clip_message(
+          f'{self.name}/{c.name}', split, raw_dir, splits_dir, cache_dir,
+          report))
+
+
+def split_files(dataset: str, splits_dir: Path | None) -> list[Path]:
+  """The train / valid / test files a build reads (shipped if None)."""
+  return [readers.split_file(dataset, s, splits_dir) for s in SPLITS]
+
+
+def source_record(dataset: str, raw_dir: str | Path,
+                  splits_dir: str | Path | None) -> dict[str, str]:
+  """What a build reads: the raw dir and the split files' contents.
+
+  Stored in the built data's metadata (``info.metadata['source']``) and
+  compared with what a later run asks for (``prepare.check_source``).
+  """
+  splits = Path(splits_dir) if splits_dir else None
+  digest = hashlib.sha1()
+  for path in split_files(dataset, splits):
+    digest.update(path.read_bytes())
+  return {'raw_dir': str(Path(raw_dir).expanduser().resolve()),
+          'split_files': str(splits.resolve()) if splits else 'shipped',
+          'split_ids_sha1': digest.hexdigest()}
+
+
+def no_clip_message(name: str, split: str, raw_dir: Path,
+                    splits_dir: Path | None, cache_dir: Path,
+                    report: preprocess.SkipReport) -> str:
+  """Why a split has no usable clip: ids not in the data, or all skipped."""
+  where = splits_dir or 'the shipped split files'
+  lines = [f'{name}: no usable clip in split {split!r} of {raw_dir} '
+           f'(split file from {where}).',
+           f'  {report.in_split_file} ids in the split file; '
+           f'{len(report.missing)} of them are not in the raw data; '
+           f'{sum(report.skipped.values())} skipped'
+           f'{" " + str(dict(report.skipped)) if report.skipped else ""}.']
+  if report.missing and len(report.missing) == report.in_split_file:
+    found = sorted({p.stem for p in raw_dir.rglob('*') if p.suffix.lower() in (
+        '.mp4', '.avi', '.wav', '.txt') and p.parent.name != 'splits'})
+    lines += [f'  None of the split ids is in the raw data: split ids '
+              f'{report.missing[:5]}, files in {raw_dir}: {found[:5]}.',
+              '  Are these the right split files? Give your own with '
+              '--splits_dir DIR (train.txt, valid.txt, test.txt).']
+  if report.skipped:
+    lines.append(f'  The skipped clips and why: '
+                 f'{cache_dir / preprocess.SKIP_LOG}')
+  return '\n'.join(lines)
 
 
 def to_tfds_example(clip_id: str, ex: dict[str, Any], tokenizer,

@@ -70,10 +70,15 @@ def get_builder(dataset: str, config: base.E2EConfig, *,
 def prepare(dataset: str, config: base.E2EConfig, *,
             raw_dir: str | Path | None = None,
             data_dir: str | Path | None = None,
+            splits_dir: str | Path | None = None,
             num_workers: int | None = None,
             synthetic_clips: int | None = None, seed: int = 0,
             progress: bool = True) -> base.E2EBuilder:
   """Prepares the TFDS data of ``dataset`` once; downloads nothing.
+
+  Data already built in ``data_dir`` is reused only if it was built from what
+  this call asks for: the same raw dir (when one is given) and split files
+  with the same ids; otherwise a ``SourceMismatchError`` says what differs.
 
   Args:
     dataset: 'mosei' | 'iemocap' | 'synthetic'.
@@ -81,19 +86,27 @@ def prepare(dataset: str, config: base.E2EConfig, *,
     raw_dir: the raw release (TFDS manual dir); for 'synthetic' default
       ``<data_dir>/synthetic_raw``, generated when absent.
     data_dir: TFDS data dir; default ``~/tensorflow_datasets``.
+    splits_dir: folder of train.txt / valid.txt / test.txt clip ids; default
+      the authors' split files (synthetic: the raw dir's own ``splits/``).
     num_workers: preprocessing processes (default: every core).
     synthetic_clips: number of generated clips (synthetic only; default:
       the generator's).
     seed: seed of the synthetic generator.
-    progress: show progress bars while preprocessing.
+    progress: print where the data comes from and show one progress bar per
+      split while preprocessing (TFDS's own bars are turned off).
 
   Returns:
     The prepared builder.
   """
   data_dir = data_dir_path(data_dir)
   builder = get_builder(dataset, config, data_dir=data_dir,
-                        num_workers=num_workers, progress=progress)
+                        num_workers=num_workers, progress=progress,
+                        splits_dir=splits_dir)
+  name = f'{builder.name}/{builder.builder_config.name}'
   if builder.is_prepared():
+    check_source(builder, raw_dir)
+    if progress:
+      print(f'TFDS data {name}: {builder.data_dir}', flush=True)
     return builder
   if dataset == 'synthetic':
     raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
@@ -101,11 +114,50 @@ def prepare(dataset: str, config: base.E2EConfig, *,
   elif raw_dir is None or not Path(raw_dir).is_dir() or not any(
       Path(raw_dir).iterdir()):
     raise FileNotFoundError(missing_data_message(builder, raw_dir, data_dir))
-  logging.info('Building %s/%s from %s into %s', builder.name,
-               builder.builder_config.name, raw_dir, data_dir)
+  logging.info('Building %s from %s into %s', name, raw_dir, data_dir)
+  tfds.disable_progress_bar()  # one bar per split: the preprocessing's
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(raw_dir), try_download_gcs=False))
   return builder
+
+
+class SourceMismatchError(ValueError):
+  """Built data comes from other raw files or split files than asked for."""
+
+
+def check_source(builder: base.E2EBuilder,
+                 raw_dir: str | Path | None) -> None:
+  """Raises ``SourceMismatchError`` if ``builder``'s data has another source.
+
+  The raw dir is compared when one is given (a run without ``--raw_dir``
+  reuses what is there); the split files always, by the ids they hold.
+  """
+  stored = dict(builder.info.metadata.get('source') or {})
+  path = builder.data_dir
+  if not stored:
+    if raw_dir is not None:
+      logging.warning('%s was built before sources were recorded: cannot check '
+                      'that it comes from %s', path, raw_dir)
+    return
+  wanted = base.source_record(
+      builder.DATASET, raw_dir or stored['raw_dir'],
+      builder.splits_dir_for(Path(raw_dir or stored['raw_dir'])))
+  keys = ['split_ids_sha1'] + (['raw_dir'] if raw_dir is not None else [])
+  differ = [k for k in keys if stored.get(k) != wanted[k]]
+  if not differ:
+    return
+  lines = [f'The TFDS data in {path} was built from other sources than this '
+           'run asks for:']
+  if 'raw_dir' in differ:
+    lines.append(f'  raw dir: built from {stored["raw_dir"]}, asked for '
+                 f'{wanted["raw_dir"]}')
+  if 'split_ids_sha1' in differ:
+    lines.append(f'  split files: built from {stored["split_files"]}, asked '
+                 f'for {wanted["split_files"]} (other ids)')
+  lines.append('Pass the --raw_dir / --splits_dir it was built from, or use '
+               'another --data_dir for the new data (or delete '
+               f'{path} to rebuild it there).')
+  raise SourceMismatchError('\n'.join(lines))
 
 
 def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,

@@ -29,11 +29,12 @@ from typing import Optional
 
 import ml_collections
 
+from mesm_jax.configs.checks import check
 from mesm_jax.configs.default import CHOICES, HELP, MODELS, PAPER_BATCH_SIZE
 
 NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'smoke')
 
-__all__ = ['CHOICES', 'HELP', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE',
+__all__ = ['CHOICES', 'HELP', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE', 'check',
            'get_config']
 
 

@@ -45,6 +45,10 @@ HELP = {
     'raw_dir': 'directory of the raw release (or the authors\' processed '
                'folders, docs/data.md) to build the TFDS data from; only read '
                "while building; '' for synthetic: <data_dir>/synthetic_raw",
+    'splits_dir': 'directory with train.txt, valid.txt, test.txt (clip ids, '
+                  "one a line) to build the TFDS data from; '' = the "
+                  "authors' split files (synthetic: the raw dir's splits/). "
+                  'Data built from other split files is not reused',
     'num_emotions': 'number of emotion classes E, the width of the logits '
                     '(MOSEI and IEMOCAP: 6)',
     'img_interval': 'milliseconds between two sampled video frames (paper: '
@@ -155,6 +159,7 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.dataset = 'synthetic'
   c.data_dir = ''
   c.raw_dir = ''
+  c.splits_dir = ''
   c.num_emotions = 6
   c.img_interval = 500
   c.log_mel = False

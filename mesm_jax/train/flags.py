@@ -130,8 +130,13 @@ def parse(argv: Optional[Sequence[str]] = None,
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   config = _base_config(argv)
-  args = build_parser(config, parents).parse_args(argv)
+  parser = build_parser(config, parents)
+  args = parser.parse_args(argv)
   for name in config.keys():
     value = getattr(args, name)
     config[name] = tuple(value) if isinstance(value, list) else value
+  bad = configs.checks.problems(config)
+  if bad:  # a usage error (exit 2) before anything is loaded or built
+    parser.exit(2, f'{parser.prog}: error: bad flag values:\n  ' + '\n  '.join(
+        f'--{text}' for text in bad) + '\n')
   return ml_collections.FrozenConfigDict(config), args

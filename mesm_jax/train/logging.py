@@ -7,6 +7,7 @@ TensorBoard event files under ``tensorboard/``.
 """
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -83,10 +84,17 @@ def _tensorboard_writer(directory: Path) -> Optional[_TensorBoard]:
   return _TensorBoard(tf, directory)
 
 
-def progress(total: int, desc: str, initial: int = 0, leave: bool = True):
-  """A tqdm bar on process 0, a silent stand-in elsewhere."""
+def progress(total: int, desc: str, initial: int = 0, leave: bool = True,
+             outer: bool = False):
+  """A tqdm bar on process 0, a silent stand-in elsewhere.
+
+  An ``outer`` bar (one that holds others, e.g. over epochs) is shown on a
+  terminal only: redirected to a file, nested bars write cursor-up codes
+  (``[A``) into the log, and the epoch table already says how far it is.
+  """
+  shown = is_main() and (not outer or sys.stderr.isatty())
   return tqdm.tqdm(total=total, initial=initial, desc=desc, leave=leave,
-                   disable=not is_main(), dynamic_ncols=True)
+                   disable=not shown, dynamic_ncols=True)
 
 
 class Throughput:

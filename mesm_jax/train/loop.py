@@ -28,6 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mesm_jax import configs
 from mesm_jax import models
 from mesm_jax import text
 from mesm_jax.train import checkpoint as ckpt_lib
@@ -145,6 +146,7 @@ class Context:
   """
 
   def __init__(self, config, workdir: str):
+    configs.check(config)  # before any work: bad values fail at once
     self.config = config = ml_collections.FrozenConfigDict(config)
     self.workdir = workdir
     self.data = data_lib.Data(config)  # first: a missing dataset writes nothing
@@ -331,7 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   state = ctx.runner.put_state(state)
   if not run.done:
     ctx.logger.write(log_lib.table_header(ctx.headline))
-  epochs = log_lib.progress(ctx.config.epochs, 'epochs', initial=run.epoch)
+  epochs = log_lib.progress(ctx.config.epochs, 'epochs', initial=run.epoch,
+                            outer=True)
   while not run.done:
     state = train_epoch(ctx, state, run)
     end_epoch(ctx, state, run)
