@@ -306,14 +306,34 @@ def _write_splits(out_dir: Path, ids: list[str], rng: np.random.Generator,
   return splits
 
 
+# How Input.VIDEO_ID names a video (write_mosei_raw's video_id_form).
+_VIDEO_ID_FORMS = {
+    'bare': '{}',
+    'url': 'https://example.org/cmu-mosei/videos/{}.mp4?dl=1',
+    'path': '/data/CMU_MOSEI/Videos/Full/Combined/{}.mp4',
+}
+
+
 def write_mosei_raw(out_dir: str | Path, num_clips: int = 240, seed: int = 0,
                     *, frame_size: tuple[int, int] = (320, 240),
-                    clip_seconds: tuple[float, float] = (2.0, 4.0)) -> dict:
+                    clip_seconds: tuple[float, float] = (2.0, 4.0),
+                    video_id_form: str = 'bare',
+                    split_annotators: bool = False) -> dict:
   """Writes a CMU-MOSEI raw release of ``num_clips`` clips under ``out_dir``.
+
+  ``video_id_form`` is how ``Input.VIDEO_ID`` names the video in the label
+  CSVs: ``'bare'`` (the id), ``'url'`` (``https://.../<id>.mp4?...``) or
+  ``'path'`` (``.../Combined/<id>.mp4``), forms the real MTurk files may hold.
+  ``split_annotators`` spreads every clip's annotator rows over both CSVs
+  (else the first half of all rows goes to ``batch_1.csv``).  Neither changes
+  what else is written, nor the random draws.
 
   Returns (and writes to ``out_dir/ground_truth.json``) clip id -> {video,
   start, end, text, labels, emotions, split}.
   """
+  if video_id_form not in _VIDEO_ID_FORMS:
+    raise ValueError(f'video_id_form must be one of {tuple(_VIDEO_ID_FORMS)}'
+                     f', got {video_id_form!r}')
   out_dir = Path(out_dir)
   rng = np.random.default_rng(seed)
   truth, rows, n = {}, [], 0
@@ -326,7 +346,7 @@ def write_mosei_raw(out_dir: str | Path, num_clips: int = 240, seed: int = 0,
       names = [EMOTIONS_MOSEI[e] for e in present]
       clips.append({'clip': k, 'start': round(t, 3), 'end': round(t + dur, 3),
                     'names': names, 'text': sentence(names, rng)})
-      rows += _annotator_rows(video, k, present, rng)
+      rows.append(_annotator_rows(video, k, present, rng))
       t += dur + float(rng.uniform(0.2, 0.6))
     _mosei_video(out_dir, video, clips, rng, frame_size)
     lines = [f'{video}___{c["clip"]}___{c["start"]}___{c["end"]}___'
@@ -340,17 +360,34 @@ def write_mosei_raw(out_dir: str | Path, num_clips: int = 240, seed: int = 0,
           'video': video, 'start': c['start'], 'end': c['end'],
           'text': c['text'], 'labels': labels, 'emotions': c['names']}
     n += len(clips)
-  _write_label_csvs(out_dir, rows)
+  for clip_rows in rows:
+    for row in clip_rows:
+      row['Input.VIDEO_ID'] = _VIDEO_ID_FORMS[video_id_form].format(
+          row['Input.VIDEO_ID'])
+  _write_label_csvs(out_dir, rows, split_annotators)
   return _finish_truth(out_dir, truth, rng)
 
 
-def _write_label_csvs(out_dir: Path, rows: list[dict]) -> None:
+def _write_label_csvs(out_dir: Path, rows: list[list[dict]],
+                      split_annotators: bool = False) -> None:
+  """``batch_1.csv`` and ``batch_2.csv`` from the annotator rows of each clip.
+
+  By default the first half of all rows goes to batch 1.  With
+  ``split_annotators`` every clip with two or more rows has rows in both files
+  (its annotators alternate between them, starting in turn with each file).
+  """
   (out_dir / 'Labels').mkdir(parents=True, exist_ok=True)
-  half = len(rows) // 2
-  for name, part in (('batch_1.csv', rows[:half]), ('batch_2.csv',
-                                                     rows[half:])):
+  if split_annotators:
+    parts = ([], [])
+    for k, clip_rows in enumerate(rows):
+      for a, row in enumerate(clip_rows):
+        parts[(a + k) % 2].append(row)
+  else:
+    flat = [row for clip_rows in rows for row in clip_rows]
+    parts = (flat[:len(flat) // 2], flat[len(flat) // 2:])
+  for name, part in zip(('batch_1.csv', 'batch_2.csv'), parts):
     with open(out_dir / 'Labels' / name, 'w', newline='') as f:
-      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer = csv.DictWriter(f, fieldnames=list(rows[0][0]))
       writer.writeheader()
       writer.writerows(part)
 

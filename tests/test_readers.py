@@ -84,6 +84,124 @@ def test_mosei_transcript_fields_and_missing_ids(mosei_raw, tmp_path):
   assert [c.clip_id for c in found.clips] == ids[:2]
 
 
+def test_mosei_video_id_forms():
+  for cell in ('--qXJuDtHPw', ' --qXJuDtHPw ',
+               'https://host/videos/--qXJuDtHPw.mp4',
+               'https://host/v/--qXJuDtHPw.MP4?dl=1&next=a/b#t=3',
+               '/data/Videos/Full/Combined/--qXJuDtHPw',
+               'Combined/--qXJuDtHPw.webm', 'https://host/--qXJuDtHPw/',
+               'C:\\mosei\\--qXJuDtHPw.avi'):
+    assert mosei.video_id(cell) == '--qXJuDtHPw', cell
+  assert mosei.video_id('x/a.b_c') == 'a.b_c'     # not a video extension
+  assert [mosei.clip_number(c) for c in ('5', ' 5 ', '5.0', '12', 'x')] == [
+      '5', '5', '5', '12', 'x']
+
+
+URL = 'https://example.org/cmu-mosei/videos/{}.mp4?dl=1'   # synthetic 'url'
+
+
+def _csv_rows(path):
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def _write_csv(path, rows, columns):
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=columns, extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _url_clip_id(row):
+  """Clip id of a label row whose Input.VIDEO_ID has the synthetic URL form."""
+  head, tail = URL.split('{}')
+  cell = row['Input.VIDEO_ID']
+  assert cell.startswith(head) and cell.endswith(tail), cell
+  return f"{cell[len(head):-len(tail)]}_{row['Input.CLIP']}"
+
+
+def _reference_sums(labels_dir, files=None):
+  """Plain-python sum of scores per clip over the CSVs (all, or ``files``).
+
+  A column a CSV lacks and a blank cell add nothing (pandas skips the NaN);
+  a cell that is not a number makes the sum NaN.
+  """
+  sums = {}
+  for path in sorted(labels_dir.glob('*.csv')):
+    if files is not None and path.name not in files:
+      continue
+    for row in _csv_rows(path):
+      if 'Input.CLIP' not in row:
+        continue
+      total = sums.setdefault(_url_clip_id(row), np.zeros(6))
+      for e, name in enumerate(synthetic.EMOTIONS_MOSEI):
+        cell = (row.get(f'Answer.{name}') or '').strip()
+        try:
+          total[e] += float(cell) if cell else 0.0
+        except ValueError:
+          total[e] = np.nan
+  return sums
+
+
+def test_mosei_real_label_files(tmp_path, caplog):
+  """URL-form ids, annotators over two CSVs, one CSV without Answer.fear."""
+  root = tmp_path / 'raw'
+  truth = synthetic.write_mosei_raw(
+      root, num_clips=12, seed=8, frame_size=(64, 48),
+      clip_seconds=(0.5, 0.8), video_id_form='url', split_annotators=True)
+  labels = root / 'Labels'
+  ids = sorted(truth)
+  b1, b2 = _csv_rows(labels / 'batch_1.csv'), _csv_rows(labels / 'batch_2.csv')
+  columns = list(b1[0])
+  assert all({_url_clip_id(r) for r in rows} == set(ids) for rows in (b1, b2))
+  only_b2, unlabelled, garbage, blank = ids[:4]
+  # only_b2: all rows in batch_2, which loses Answer.fear.
+  b2 += [r for r in b1 if _url_clip_id(r) == only_b2]
+  b1 = [r for r in b1 if _url_clip_id(r) not in (only_b2, unlabelled)]
+  moved = [r for r in b2 if _url_clip_id(r) == unlabelled]
+  b2 = [r for r in b2 if _url_clip_id(r) != unlabelled]
+  next(r for r in b1 if _url_clip_id(r) == garbage)['Answer.anger'] = 'n/a'
+  next(r for r in b1 if _url_clip_id(r) == blank)['Answer.happiness'] = ' '
+  _write_csv(labels / 'batch_1.csv', b1, columns)
+  _write_csv(labels / 'batch_2.csv', b2,
+             [c for c in columns if c != 'Answer.fear'])
+  # unlabelled: its rows only in a CSV that cannot name clips.
+  _write_csv(labels / 'batch_3.csv', moved,
+             [c for c in columns if c != 'Input.CLIP'])
+
+  with caplog.at_level('WARNING'):
+    found = mosei.read(root, ids)
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING']
+  assert any('batch_2.csv' in w and 'Answer.fear' in w for w in warnings)
+  assert any('batch_3.csv' in w and 'Input.CLIP' in w for w in warnings)
+  skips = {s.clip_id: s for s in found.skipped}
+  assert {c: s.reason for c, s in skips.items()} == {
+      only_b2: 'unknown_label', unlabelled: 'no_label',
+      garbage: 'unknown_label'}
+  assert not found.missing
+  assert skips[only_b2].file == str(labels / 'batch_2.csv')
+  assert 'Answer.fear' in skips[only_b2].detail
+  assert 'batch_2.csv' in skips[only_b2].detail
+  for part in ('batch_1.csv', 'batch_2.csv', 'batch_3.csv', 'Input.CLIP'):
+    assert part in skips[unlabelled].detail, part
+  assert skips[garbage].file == str(labels / 'batch_1.csv')
+  assert "Answer.anger = 'n/a'" in skips[garbage].detail
+
+  sums = _reference_sums(labels)
+  assert [c.clip_id for c in found.clips] == [
+      i for i in ids if i not in skips]
+  for clip in found.clips:
+    np.testing.assert_array_equal(clip.labels, sums[clip.clip_id] > 0,
+                                  err_msg=clip.clip_id)
+    assert clip.video_path.endswith(f"{truth[clip.clip_id]['video']}.mp4")
+  # The data make the merge matter: either CSV alone gets some label wrong.
+  for k in (1, 2):
+    part = _reference_sums(labels, {f'batch_{k}.csv'})
+    assert any(not np.array_equal(part[c.clip_id] > 0, c.labels > 0)
+               for c in found.clips), k
+
+
 def test_shipped_split_files():
   for dataset, sizes in (('iemocap', (5162, 737, 1481)),
                          ('mosei', (14524, 1765, 4188))):
