@@ -7,6 +7,13 @@ normalisation, f_min 0, f_max sr / 2, centred frames with reflect padding and a
 periodic Hann window.  No log by default (quirk 5); ``log_mel=True`` gives
 ``log(mel + 1e-6)``.
 
+A clip's audio is always resampled to 16 kHz first (``to_16k``, used by
+``read_clip_audio`` and ``clip_spectrogram``), so the stored spectrogram has the
+paper's parameters (n_fft 400, hop 200, mel bins over 0..8 kHz) whatever the
+rate of the wav.  Scaling n_fft with the rate instead would keep the frame
+duration but stretch the mel scale to sr / 2 and scale the power with n_fft^2
+(a 44.1 kHz 440 Hz tone: mel bin 17 instead of 24, about 7x the energy).
+
 Axis letters used below:
   S: samples        N: FFT size / window length    K: frequency bins (N//2+1)
   M: mel bins       T: spectrogram frames           C: chunks of ``chunk`` frames
@@ -14,20 +21,42 @@ Axis letters used below:
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
+from scipy import signal
 from scipy.io import wavfile
 
+SAMPLE_RATE = 16000
 N_MELS = 128
 CHUNK_FRAMES = 32
 LOG_EPS = 1e-6
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
+# Resampling filter (Kaiser low-pass): flat (ripple 1e-4) up to PASSBAND of
+# the lower Nyquist frequency, STOPBAND_DB down from that Nyquist frequency on,
+# so nothing above 8 kHz folds into the top mel bins.  resample_poly's default
+# filter (Kaiser beta 5) is 3 % low at 7 kHz and lets 8.2 kHz through at 0.37.
+PASSBAND = 0.92
+STOPBAND_DB = 80.0
+
+
 class AudioError(ValueError):
   """A wav that cannot be used (unreadable, empty, too short)."""
+
+
+class AudioTooShort(AudioError):
+  """Fewer 16 kHz samples than one spectrogram frame (n_fft) needs."""
+
+  def __init__(self, samples: int, n_fft: int):
+    self.samples, self.n_fft = samples, n_fft
+    self.seconds = samples / SAMPLE_RATE
+    super().__init__(f'{self.seconds:.4f} s of audio ({samples} samples at '
+                     f'{SAMPLE_RATE} Hz): too short for one {n_fft}-sample '
+                     'spectrogram frame')
 
 
 def stft_params(sample_rate: int) -> tuple[int, int]:
@@ -117,15 +146,8 @@ def _to_float(data: np.ndarray) -> np.ndarray:
   return data.astype(np.float32)
 
 
-def read_wav(path: str | Path, *, start: float | None = None,
-             end: float | None = None,
-             channel: int | None = None) -> tuple[np.ndarray, int]:
-  """Reads ``path`` [start, end) seconds as mono float32 -> ([S], sr).
-
-  ``channel`` picks one channel of a multi-channel file (IEMOCAP: 0 = left
-  speaker, 1 = right); ``None`` averages the channels.  A mono file ignores
-  ``channel``.  Raises AudioError on unreadable or empty audio.
-  """
+def _open_wav(path: str | Path) -> tuple[int, np.ndarray]:
+  """(sr, [S] or [S, channels] samples, memory-mapped where possible)."""
   try:
     try:
       sr, data = wavfile.read(str(path), mmap=True)
@@ -133,25 +155,127 @@ def read_wav(path: str | Path, *, start: float | None = None,
       sr, data = wavfile.read(str(path))
   except (ValueError, OSError, EOFError) as e:
     raise AudioError(f'cannot read wav {path}: {e}') from e
+  if sr <= 0:
+    raise AudioError(f'cannot read wav {path}: sample rate {sr}')
+  return int(sr), data
+
+
+def _span(sr: int, n: int, start: float | None,
+          end: float | None) -> tuple[int, int]:
+  """Sample indices [first, last) of [start, end) seconds, within [0, n]."""
   first = 0 if start is None else max(0, int(round(start * sr)))
-  last = data.shape[0] if end is None else min(data.shape[0],
-                                               int(round(end * sr)))
-  data = np.array(data[first:last])
+  last = n if end is None else min(n, int(round(end * sr)))
+  return first, last
+
+
+def _mono(data: np.ndarray, channel: int | None, path) -> np.ndarray:
+  """[S] or [S, channels] PCM -> [S] float32: one channel, or their mean."""
+  data = np.array(data)
   if data.ndim == 2:
     if channel is not None and channel >= data.shape[1]:
       raise AudioError(f'{path}: channel {channel} requested, file has '
                        f'{data.shape[1]}')
     data = data[:, channel] if channel is not None else data
   wave = _to_float(data)
-  if wave.ndim == 2:
-    wave = wave.mean(axis=1)
+  return wave.mean(axis=1) if wave.ndim == 2 else wave
+
+
+def read_wav(path: str | Path, *, start: float | None = None,
+             end: float | None = None,
+             channel: int | None = None) -> tuple[np.ndarray, int]:
+  """Reads ``path`` [start, end) seconds as mono float32 -> ([S], sr).
+
+  The file's own rate, no resampling (``read_clip_audio`` gives 16 kHz).
+  ``channel`` picks one channel of a multi-channel file (IEMOCAP: 0 = left
+  speaker, 1 = right); ``None`` averages the channels.  A mono file ignores
+  ``channel``.  Raises AudioError on unreadable or empty audio.
+  """
+  sr, data = _open_wav(path)
+  first, last = _span(sr, data.shape[0], start, end)
+  wave = _mono(data[first:last], channel, path)
   if wave.size == 0:
     raise AudioError(f'{path}: no audio samples in [{start}, {end}) s')
-  return wave, int(sr)
+  return wave, sr
 
 
-def clip_spectrogram(wave: np.ndarray, sample_rate: int, *,
+@functools.lru_cache(maxsize=16)
+def _resampler(sample_rate: int) -> tuple[int, int, np.ndarray]:
+  """(up, down, FIR taps) taking ``sample_rate`` to 16 kHz with resample_poly.
+
+  The filter runs at sample_rate * up; its passband and stopband are set by
+  PASSBAND and STOPBAND_DB relative to the lower of the two Nyquist
+  frequencies (8 kHz when downsampling).  Odd length, so linear phase with an
+  integer delay that resample_poly removes.
+  """
+  g = math.gcd(sample_rate, SAMPLE_RATE)
+  up, down = SAMPLE_RATE // g, sample_rate // g
+  fs = sample_rate * up
+  nyquist = min(sample_rate, SAMPLE_RATE) / 2
+  width = (1.0 - PASSBAND) * nyquist
+  numtaps, beta = signal.kaiserord(STOPBAND_DB, width / (fs / 2))
+  taps = signal.firwin(numtaps | 1, (1.0 + PASSBAND) / 2 * nyquist,
+                       window=('kaiser', beta), fs=fs)
+  taps.setflags(write=False)                 # cached: shared by all calls
+  return up, down, taps
+
+
+def to_16k(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+  """Resamples a mono waveform to 16 kHz: [S] -> [ceil(S * 16000 / sr)].
+
+  The one place audio changes rate.  Output sample k is at time k / 16000 of
+  the input (no delay); the edges see zeros beyond the input (a few ms), which
+  ``read_clip_audio`` avoids by reading some context.  16 kHz is returned as
+  float32 unchanged.
+  """
+  wave = np.asarray(wave)
+  if sample_rate == SAMPLE_RATE:
+    return wave.astype(np.float32, copy=False)
+  if sample_rate <= 0:
+    raise AudioError(f'sample rate {sample_rate}')
+  if wave.size == 0:
+    return np.zeros(0, np.float32)
+  up, down, taps = _resampler(int(sample_rate))
+  out = signal.resample_poly(wave.astype(np.float64), up, down, window=taps)
+  return out.astype(np.float32)
+
+
+def read_clip_audio(path: str | Path, *, start: float | None = None,
+                    end: float | None = None,
+                    channel: int | None = None) -> tuple[np.ndarray, int]:
+  """[start, end) s of a wav as mono float32 at 16 kHz -> ([S], file's sr).
+
+  Channels as ``read_wav``.  Another rate is resampled with ``to_16k`` from a
+  span widened by the filter's half length (where the file has it), then cut
+  back to the clip, so a clip's samples are those of the whole file resampled
+  (the first one at time ``start``), not smeared at the cut.  The file's rate
+  is returned for the preprocessing summary.
+  """
+  sr, data = _open_wav(path)
+  first, last = _span(sr, data.shape[0], start, end)
+  if last <= first:
+    raise AudioError(f'{path}: no audio samples in [{start}, {end}) s')
+  if sr == SAMPLE_RATE:
+    return _mono(data[first:last], channel, path), sr
+  up, down, taps = _resampler(sr)
+  margin = -(-(taps.size // 2) // up) + 1           # input samples
+  blocks = min(-(-margin // down), first // down)   # whole up/down periods
+  lo, hi = first - blocks * down, min(data.shape[0], last + margin)
+  wave = to_16k(_mono(data[lo:hi], channel, path), sr)
+  n_out = -(-(last - first) * up // down)
+  return wave[blocks * up:blocks * up + n_out], sr
+
+
+def clip_spectrogram(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, *,
                      log_mel: bool = False) -> np.ndarray:
-  """Waveform -> float16 chunks [C, 128, 32] as stored in an example."""
-  spec = mel_spectrogram(wave, sample_rate, log_mel=log_mel)
+  """Waveform -> float16 chunks [C, 128, 32] as stored in an example.
+
+  The waveform is taken to 16 kHz first (``to_16k``; a no-op at 16 kHz), so
+  the spectrogram always has the paper's parameters.  Raises AudioTooShort
+  when it has fewer samples than one frame (n_fft = 400, 25 ms).
+  """
+  wave = to_16k(wave, sample_rate)
+  n_fft, _ = stft_params(SAMPLE_RATE)
+  if wave.shape[0] < n_fft:
+    raise AudioTooShort(wave.shape[0], n_fft)
+  spec = mel_spectrogram(wave, SAMPLE_RATE, log_mel=log_mel)
   return to_float16(chunk_spectrogram(spec))

@@ -8,11 +8,13 @@
 * a worker writes the clip's arrays to ``<cache>/<key>/<clip id>.npz``
   atomically (temporary file, then ``os.replace``), so an interrupted build
   loses nothing and a rerun only computes what is missing;
+* audio at another rate than 16 kHz is resampled to 16 kHz (``audio``);
 * a clip that cannot be used (missing or corrupt video / wav, no frame, no
-  audio, empty transcript, unknown label, ...) is skipped: one JSON line
-  ``{clip_id, reason, file, ...}`` in ``cache_dir/skipped.jsonl``; the build
-  goes on and a summary (counts per reason, split ids the data lacks) is
-  logged and written to ``cache_dir/summary_<dataset>_<split>.json``.
+  audio or less than one spectrogram frame of it, empty transcript, unknown
+  label, ...) is skipped: one JSON line ``{clip_id, reason, file, ...}`` in
+  ``cache_dir/skipped.jsonl``; the build goes on and a summary (counts per
+  reason, split ids the data lacks, clips resampled from each rate) is logged
+  and written to ``cache_dir/summary_<dataset>_<split>.json``.
 
 Examples come back in split-file order.  Text and labels always come from the
 reader (cheap), the cache holds the expensive arrays only.
@@ -48,7 +50,9 @@ from data_pipelines import video
 from data_pipelines.readers import Clip, Skip
 
 SKIP_LOG = 'skipped.jsonl'
-_ARRAY_KEYS = ('faces', 'spec', 'face_fallbacks')
+# audio_rate: the wav's own rate (resampled to 16 kHz when not 16000), kept
+# so that the summary of a run from the cache can count resampled clips.
+_ARRAY_KEYS = ('faces', 'spec', 'face_fallbacks', 'audio_rate')
 
 
 class ClipError(Exception):
@@ -88,6 +92,9 @@ class SkipReport:
   missing: list[str] = dataclasses.field(default_factory=list)
   face_frames: int = 0
   face_fallbacks: int = 0
+  # wav rate -> examples whose audio was resampled from it to 16 kHz.
+  resampled: collections.Counter = dataclasses.field(
+      default_factory=collections.Counter)
   seconds: float = 0.0
   # process id -> MTCNN detectors it has built (1 per worker process).
   mtcnn_per_process: dict[int, int] = dataclasses.field(default_factory=dict)
@@ -96,18 +103,25 @@ class SkipReport:
     d = dataclasses.asdict(self)
     d['skipped'] = dict(self.skipped)
     d['missing_count'] = len(self.missing)
+    d['resampled'] = {str(sr): n for sr, n in sorted(self.resampled.items())}
     return d
 
   def summary(self) -> str:
     rate = self.face_fallbacks / max(1, self.face_frames)
     reasons = ', '.join(f'{k}: {v}' for k, v in sorted(self.skipped.items()))
+    resampled = ''
+    if self.resampled:
+      rates = ', '.join(f'{sr} Hz: {n}'
+                        for sr, n in sorted(self.resampled.items()))
+      resampled = (f'; audio resampled to 16 kHz for '
+                   f'{sum(self.resampled.values())} examples ({rates})')
     return (f'{self.dataset}/{self.split} ({self.layout}): '
             f'{self.yielded} examples of {self.in_split_file} ids '
             f'({self.from_cache} cached, {self.computed} computed) in '
             f'{self.seconds:.1f} s; skipped {sum(self.skipped.values())} '
             f'({reasons or "none"}); {len(self.missing)} ids of the split '
             f'file not in the data; face fallbacks {self.face_fallbacks}/'
-            f'{self.face_frames} frames ({rate:.1%})')
+            f'{self.face_frames} frames ({rate:.1%}){resampled}')
 
 
 # ----------------------------------------------------------------- one clip
@@ -146,13 +160,21 @@ def clip_frames(clip: Clip, img_interval: int) -> list[np.ndarray]:
   return frames
 
 
-def clip_spec(clip: Clip, log_mel: bool) -> np.ndarray:
-  """float16 mel chunks [C, 128, 32] of the clip's audio."""
+def clip_spec(clip: Clip, log_mel: bool) -> tuple[np.ndarray, int]:
+  """(float16 mel chunks [C, 128, 32] at 16 kHz, the wav's own rate)."""
   _check_file(clip.audio_path, 'audio')
   try:
-    wave, sr = audio.read_wav(clip.audio_path, start=clip.start, end=clip.end,
-                              channel=clip.channel)
-    return audio.clip_spectrogram(wave, sr, log_mel=log_mel)
+    wave, sr = audio.read_clip_audio(clip.audio_path, start=clip.start,
+                                     end=clip.end, channel=clip.channel)
+    return audio.clip_spectrogram(wave, log_mel=log_mel), sr
+  except audio.AudioTooShort as e:
+    span = ('' if clip.start is None and clip.end is None else
+            f' in [{clip.start}, {clip.end}) s of the wav')
+    raise ClipError(
+        'short_audio', clip.audio_path,
+        f'clip {clip.clip_id}: {e.seconds:.3f} s of audio{span}, less than '
+        f'one spectrogram frame ({e.n_fft} samples at 16 kHz, '
+        f'{e.n_fft / audio.SAMPLE_RATE * 1000:.0f} ms)') from e
   except audio.AudioError as e:
     reason = 'bad_audio' if 'cannot read' in str(e) else 'no_audio'
     raise ClipError(reason, clip.audio_path, str(e)) from e
@@ -160,11 +182,12 @@ def clip_spec(clip: Clip, log_mel: bool) -> np.ndarray:
 
 def compute_clip(clip: Clip, opts: Options) -> dict[str, np.ndarray]:
   """The expensive arrays of one clip (raises ClipError when unusable)."""
-  spec = clip_spec(clip, opts.log_mel)
+  spec, audio_rate = clip_spec(clip, opts.log_mel)
   frames = clip_frames(clip, opts.img_interval)
   crops, fallbacks = faces.face_crops(frames, opts.face_detector)
   return {'faces': crops, 'spec': spec,
-          'face_fallbacks': np.int64(fallbacks)}
+          'face_fallbacks': np.int64(fallbacks),
+          'audio_rate': np.int64(audio_rate)}
 
 
 def make_example(clip: Clip, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -210,6 +233,11 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
     return None
   try:
     with np.load(path, allow_pickle=False) as z:
+      if 'audio_rate' not in z.files:
+        logging.log_first_n(
+            logging.WARNING, 'Cache file %s (and maybe others) predates the '
+            'resampling of audio to 16 kHz: recomputing', 1, path)
+        return None
       arrays = {k: z[k] for k in _ARRAY_KEYS}
   except (OSError, ValueError, KeyError, EOFError) as e:
     logging.warning('Unreadable cache file %s (%s): recomputing', path, e)
@@ -484,6 +512,8 @@ def iter_examples(dataset: str, raw_dir: str | Path, split: str, *,
       report.yielded += 1
       report.face_frames += example['n_frames']
       report.face_fallbacks += example['face_fallbacks']
+      if int(result[1]['audio_rate']) != audio.SAMPLE_RATE:
+        report.resampled[int(result[1]['audio_rate'])] += 1
       yield clip.clip_id, example
   finally:
     bar.close()

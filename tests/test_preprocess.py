@@ -335,3 +335,82 @@ def test_beam_is_optional(mosei_raw, tmp_path):
                                  splits_dir=root / 'splits')
   else:
     assert dp_beam.describe()['beam']
+
+
+def _processed_iemocap(tmp_path, audios):
+  """An IEMOCAP processed layout: {utterance id: (rate, wave)} -> raw dir.
+
+  Two 50x60 images per side; wave is [S] or [S, 2] floats in [-1, 1],
+  written as 16-bit PCM to the speaker's side (audio_L / audio_R).
+  """
+  root = tmp_path / 'raw' / 'IEMOCAP_RAW_PROCESSED'
+  meta = {}
+  for uid, (rate, wave) in audios.items():
+    folder = root / readers.iemocap.dialog_of(uid) / uid
+    folder.mkdir(parents=True)
+    for i in range(2):
+      for s in 'LR':
+        cv2.imwrite(str(folder / f'image_{s}_{i}.jpg'),
+                    np.full((60, 50, 3), 90 + i, np.uint8))
+    s = 'L' if readers.iemocap.speaker_side(uid) == 'left' else 'R'
+    wavfile.write(folder / f'audio_{s}.wav', rate,
+                  np.round(np.asarray(wave) * 32767).astype(np.int16))
+    meta[uid] = {'text': 'words', 'label': 'neu'}
+  import pickle  # pylint: disable=g-import-not-at-top
+  with open(root / 'meta.pkl', 'wb') as f:
+    pickle.dump(meta, f)
+  splits = tmp_path / 'splits'
+  splits.mkdir()
+  for split in readers.SPLITS:
+    (splits / f'{split}.txt').write_text('\n'.join(audios) + '\n')
+  return tmp_path / 'raw', splits
+
+
+def test_44k_stereo_is_resampled_counted_and_a_short_clip_skipped(tmp_path):
+  """Summary counts the resampled clips (from the cache too); a clip of
+  300 samples (19 ms, under one 400-sample frame) is skipped as short_audio
+  with its id and duration."""
+  t44, t16 = np.arange(22050) / 44100, np.arange(8000) / 16000
+  stereo = np.stack([0.4 * np.sin(2 * np.pi * 440 * t44),
+                     0.2 * np.sin(2 * np.pi * 440 * t44)], axis=1)
+  ok16, resampled, short = ('Ses01F_impro01_F000', 'Ses01F_impro01_M001',
+                            'Ses01F_impro01_F002')
+  raw, splits = _processed_iemocap(tmp_path, {
+      ok16: (16000, 0.3 * np.sin(2 * np.pi * 440 * t16)),
+      resampled: (44100, stereo),
+      short: (16000, np.full(300, 0.1))})
+  cache = tmp_path / 'c'
+  report = preprocess.SkipReport()
+  out = dict(examples('iemocap', raw, splits_dir=splits, cache_dir=cache,
+                      report=report))
+  assert sorted(out) == [ok16, resampled]
+  # The stereo 44.1 kHz clip: the mono mean (0.3 amplitude) at 16 kHz, so
+  # the spectrogram of the 16 kHz clip with the same tone (0.5 s: 41 frames).
+  chex.assert_shape(out[resampled]['spec'], (2, 128, 32))
+  got = out[resampled]['spec'].astype(np.float64)
+  want = out[ok16]['spec'].astype(np.float64)
+  assert np.linalg.norm(got - want) < 5e-3 * np.linalg.norm(want)
+  assert report.resampled == {44100: 1}
+  assert report.skipped == {'short_audio': 1}
+  assert 'audio resampled to 16 kHz for 1 examples (44100 Hz: 1)' in (
+      report.summary())
+  summary = json.loads((cache / 'summary_iemocap_train.json').read_text())
+  assert summary['resampled'] == {'44100': 1}
+  (record,) = preprocess.read_skip_log(cache)
+  assert record['clip_id'] == short and record['reason'] == 'short_audio'
+  assert record['file'].endswith(f'{short}/audio_L.wav')
+  assert short in record['detail'] and '0.019 s' in record['detail']
+  # From the cache: still counted.  A cache file written before resampling
+  # (no audio_rate) is recomputed.
+  again = preprocess.SkipReport()
+  examples('iemocap', raw, splits_dir=splits, cache_dir=cache, report=again)
+  assert again.from_cache == 2 and again.resampled == {44100: 1}
+  key = preprocess.Options(face_detector='center').key('iemocap', 'processed')
+  path = cache / key / f'{resampled}.npz'
+  with np.load(path) as z:
+    old = {k: z[k] for k in ('faces', 'spec', 'face_fallbacks')}
+  np.savez(path, **old)
+  third = preprocess.SkipReport()
+  examples('iemocap', raw, splits_dir=splits, cache_dir=cache, report=third)
+  assert (third.from_cache, third.computed) == (1, 1)
+  assert third.resampled == {44100: 1}
