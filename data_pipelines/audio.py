@@ -25,6 +25,7 @@ import functools
 import math
 from pathlib import Path
 
+import av
 import numpy as np
 from scipy import signal
 from scipy.io import wavfile
@@ -261,6 +262,92 @@ def read_clip_audio(path: str | Path, *, start: float | None = None,
   blocks = min(-(-margin // down), first // down)   # whole up/down periods
   lo, hi = first - blocks * down, min(data.shape[0], last + margin)
   wave = to_16k(_mono(data[lo:hi], channel, path), sr)
+  n_out = -(-(last - first) * up // down)
+  return wave[blocks * up:blocks * up + n_out], sr
+
+
+class NoAudioTrack(AudioError):
+  """A video without an audio stream (and no wav given for its clip)."""
+
+
+# Seconds decoded beyond a clip's ends from a video's audio track: covers the
+# resampling filter's half length (a few ms) with room for frame rounding.
+VIDEO_AUDIO_CONTEXT_S = 0.25
+
+
+def _decode_audio_track(path: str | Path, lo: float,
+                        hi: float | None) -> tuple[np.ndarray, int, int]:
+  """Decodes about [lo, hi) s of a video's first audio stream, mixed to mono.
+
+  Returns (mono float32 [S] at the stream's rate, that rate, the file sample
+  index of its first sample).  Samples are placed by the first decoded
+  frame's timestamp and taken as contiguous after it.
+  """
+  try:
+    container = av.open(str(path))
+  except (av.FFmpegError, OSError) as e:
+    raise AudioError(f'cannot read audio of video {path}: {e}') from e
+  with container:
+    if not container.streams.audio:
+      raise NoAudioTrack(f'{path}: the video has no audio track (give a '
+                         'wav in the manifest\'s audio column)')
+    stream = container.streams.audio[0]
+    sr = int(stream.codec_context.sample_rate or stream.rate or 0)
+    if sr <= 0:
+      raise AudioError(f'cannot read audio of video {path}: sample rate {sr}')
+    if lo > 1.0 and stream.time_base:        # skip what the clip does not need
+      try:
+        container.seek(int((lo - 1.0) / stream.time_base), stream=stream)
+      except av.FFmpegError:
+        container.seek(0, stream=stream)
+    # Planar float keeps the channels apart (mixed below as read_wav does).
+    resampler = av.AudioResampler(format='fltp')
+    chunks, offset = [], None
+    try:
+      for frame in container.decode(stream):
+        if offset is None:
+          t = frame.time if frame.time is not None else 0.0
+          offset = int(round(t * sr))
+        for out in resampler.resample(frame):
+          chunks.append(out.to_ndarray().reshape(-1, out.samples))
+        if hi is not None and frame.time is not None and frame.time > hi:
+          break
+    except av.FFmpegError as e:
+      if not chunks:
+        raise AudioError(f'cannot read audio of video {path}: {e}') from e
+  if not chunks:
+    raise AudioError(f'{path}: no audio samples in the audio track')
+  data = np.concatenate(chunks, axis=1).astype(np.float32)   # [channels, S]
+  return data.mean(axis=0), sr, offset or 0
+
+
+def read_video_audio(path: str | Path, start: float | None = None,
+                     end: float | None = None) -> tuple[np.ndarray, int]:
+  """[start, end) s of a video's own audio track, mono float32 at 16 kHz.
+
+  For clips listed without a wav (manifest): the first audio stream is
+  decoded with PyAV, its channels averaged (as ``read_wav`` does), then
+  resampled with ``to_16k`` exactly like ``read_clip_audio`` does a wav: from
+  a span widened by the filter's half length, cut back to the clip.  Returns
+  ([S], the track's own rate).  Raises NoAudioTrack for a video without
+  audio, AudioError for one that cannot be decoded or an empty span.
+  """
+  lo = max(0.0, (start or 0.0) - VIDEO_AUDIO_CONTEXT_S)
+  hi = None if end is None else end + VIDEO_AUDIO_CONTEXT_S
+  data, sr, offset = _decode_audio_track(path, lo, hi)
+  first, last = _span(sr, offset + data.shape[0], start, end)
+  first = max(first, offset)
+  if last <= first:
+    raise AudioError(f'{path}: no audio samples in [{start}, {end}) s of the '
+                     'audio track')
+  first, last = first - offset, last - offset            # indices into data
+  if sr == SAMPLE_RATE:
+    return data[first:last], sr
+  up, down, taps = _resampler(sr)
+  margin = -(-(taps.size // 2) // up) + 1           # input samples
+  blocks = min(-(-margin // down), first // down)   # whole up/down periods
+  lo_i, hi_i = first - blocks * down, min(data.shape[0], last + margin)
+  wave = to_16k(data[lo_i:hi_i], sr)
   n_out = -(-(last - first) * up // down)
   return wave[blocks * up:blocks * up + n_out], sr
 

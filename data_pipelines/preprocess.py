@@ -153,7 +153,7 @@ def clip_frames(clip: Clip, img_interval: int) -> list[np.ndarray]:
     if not frames:
       folder = str(Path(clip.audio_path).parent)
       raise ClipError('no_frames', folder, 'no readable image_*.jpg')
-  if clip.dataset == 'mosei':
+  if clip.dataset in ('mosei', 'manifest'):   # whole frames: MOSEI's rule
     return [video.mosei_frame(f) for f in frames]
   if clip.layout == 'raw':
     return [video.half_frame(f, clip.side) for f in frames]
@@ -161,23 +161,33 @@ def clip_frames(clip: Clip, img_interval: int) -> list[np.ndarray]:
 
 
 def clip_spec(clip: Clip, log_mel: bool) -> tuple[np.ndarray, int]:
-  """(float16 mel chunks [C, 128, 32] at 16 kHz, the wav's own rate)."""
-  _check_file(clip.audio_path, 'audio')
+  """(float16 mel chunks [C, 128, 32] at 16 kHz, the audio's own rate).
+
+  The audio is the clip's wav, or, where it has none (a manifest row with an
+  empty audio column), the audio track of its video.
+  """
+  from_video = not clip.audio_path
+  source = clip.video_path if from_video else clip.audio_path
+  _check_file(source, 'video' if from_video else 'audio')
   try:
-    wave, sr = audio.read_clip_audio(clip.audio_path, start=clip.start,
-                                     end=clip.end, channel=clip.channel)
+    if from_video:
+      wave, sr = audio.read_video_audio(source, clip.start, clip.end)
+    else:
+      wave, sr = audio.read_clip_audio(source, start=clip.start, end=clip.end,
+                                       channel=clip.channel)
     return audio.clip_spectrogram(wave, log_mel=log_mel), sr
   except audio.AudioTooShort as e:
+    what = "the video's audio track" if from_video else 'the wav'
     span = ('' if clip.start is None and clip.end is None else
-            f' in [{clip.start}, {clip.end}) s of the wav')
+            f' in [{clip.start}, {clip.end}) s of {what}')
     raise ClipError(
-        'short_audio', clip.audio_path,
+        'short_audio', source,
         f'clip {clip.clip_id}: {e.seconds:.3f} s of audio{span}, less than '
         f'one spectrogram frame ({e.n_fft} samples at 16 kHz, '
         f'{e.n_fft / audio.SAMPLE_RATE * 1000:.0f} ms)') from e
   except audio.AudioError as e:
     reason = 'bad_audio' if 'cannot read' in str(e) else 'no_audio'
-    raise ClipError(reason, clip.audio_path, str(e)) from e
+    raise ClipError(reason, source, str(e)) from e
 
 
 def compute_clip(clip: Clip, opts: Options) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 from scipy.io import wavfile
@@ -514,6 +515,209 @@ def write_iemocap_raw(out_dir: str | Path, num_dialogs: int = 6,
                         'code': u['code'], 'side': u['side']}
   usable = [k for k, v in truth.items() if v['code'] != 'xxx']
   return _finish_truth(out_dir, truth, rng, usable)
+
+
+# ---------------------------------------------------------------- manifest
+
+
+# Expressions of label names that are not in _EXPR (by meaning); any other
+# name gets the next expression not yet taken, in _EXPR order.
+_SYNONYMS = {'calm': 'neutral', 'joy': 'happiness', 'happy': 'happiness',
+             'angry': 'anger', 'sad': 'sadness', 'sadness': 'sadness',
+             'surprised': 'surprise', 'afraid': 'fear', 'scared': 'fear',
+             'disgusted': 'disgust', 'excitement': 'excited',
+             'frustration': 'frustrated'}
+_IEMOCAP_NAMES = dict(zip(EMOTIONS_IEMOCAP, _IEMOCAP_EXPR.values()))
+MANIFEST_VIDEO_RATE = 44100   # the mp4s' audio tracks (resampled to 16 kHz)
+MANIFEST_WAV_RATE = 44100     # the one clip with a separate (stereo) wav
+
+
+def manifest_expressions(labels) -> dict[str, str]:
+  """Label name -> the _EXPR emotion that draws / voices / words it."""
+  out: dict[str, str] = {}
+  for name in labels:
+    key = name.lower()
+    expr = (key if key in _EXPR else _SYNONYMS.get(key) or
+            _IEMOCAP_NAMES.get(key))
+    if expr is None or expr in out.values():
+      expr = next((e for e in _EXPR if e not in out.values()), None)
+    if expr is None:
+      raise ValueError(f'at most {len(_EXPR)} labels, got {len(labels)}')
+    out[name] = expr
+  return out
+
+
+def write_av_mp4(path: str | Path, frames, size: tuple[int, int],
+                 wave: np.ndarray | None = None, sr: int = 0) -> None:
+  """An mp4 ('mpeg4' video, FPS) with a mono AAC track of ``wave`` (if any).
+
+  ``frames`` are BGR uint8 [height, width, 3], ``size`` is (width, height),
+  ``wave`` a float waveform in [-1, 1] at ``sr`` Hz.
+
+  PyAV (the FFmpeg in its wheel) muxes both streams; OpenCV, which writes
+  the other synthetic videos, cannot write audio.
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with av.open(str(path), 'w') as container:
+    vs = container.add_stream('mpeg4', rate=FPS)
+    vs.width, vs.height = size
+    vs.pix_fmt = 'yuv420p'
+    vs.bit_rate = 400_000
+    aus = None
+    if wave is not None:
+      aus = container.add_stream('aac', rate=sr, layout='mono')
+      aus.bit_rate = 96_000
+    for frame in frames:
+      vf = av.VideoFrame.from_ndarray(frame, format='bgr24')
+      container.mux(vs.encode(vf))
+    container.mux(vs.encode(None))
+    if aus is not None:
+      pcm = np.asarray(wave, np.float32)[None, :]
+      step = 1024
+      for i in range(0, pcm.shape[1], step):
+        af = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(pcm[:, i:i + step]), format='fltp',
+            layout='mono')
+        af.sample_rate, af.pts = sr, i
+        container.mux(aus.encode(af))
+      container.mux(aus.encode(None))
+
+
+def _manifest_names(labels, multi_label: bool,
+                    rng: np.random.Generator, index: int) -> list[str]:
+  """The label names of clip ``index`` (round robin, so every one occurs)."""
+  first = labels[index % len(labels)]
+  if multi_label and len(labels) > 1 and rng.random() < 0.25:
+    second = str(rng.choice([n for n in labels if n != first]))
+    return sorted([first, second], key=labels.index)
+  return [first]
+
+
+def _manifest_splits(n: int, rng: np.random.Generator) -> list[str]:
+  """A split per clip: 70 / 15 / 15 %, at least one clip in each."""
+  if n < 3:
+    raise ValueError(f'need at least 3 clips (one per split), got {n}')
+  n_valid = n_test = max(1, int(round(0.15 * n)))
+  splits = (['train'] * (n - n_valid - n_test) + ['valid'] * n_valid +
+            ['test'] * n_test)
+  rng.shuffle(splits)
+  return splits
+
+
+def write_manifest(out_dir: str | Path, num_clips: int = 12, seed: int = 0,
+                   labels=('calm', 'joy', 'anger'), multi_label: bool = False,
+                   *, frame_size: tuple[int, int] = (96, 96),
+                   clip_seconds: tuple[float, float] = (1.0, 2.0),
+                   wav_clip: bool = True, fmt: str = 'csv') -> Path:
+  """Writes clips and a manifest listing them (``data_pipelines.readers
+  .manifest``) under ``out_dir``; returns the manifest's path.
+
+  Each clip is its own small mp4 (``videos/<id>.mp4``, ``frame_size`` px,
+  30 fps) with a 44.1 kHz mono AAC audio track; the face, voice and words
+  follow the clip's label(s) as in ``write_mosei_raw``.  Every other clip
+  lies inside a longer video (neutral, quiet margins) and has start / end;
+  the others have none (the whole file).  With ``wav_clip`` the first train
+  clip's video has no audio track and its audio is a 44.1 kHz stereo wav
+  (``audio/<id>.wav``) named in the audio column.  Paths are relative.
+
+  Args:
+    out_dir: where to write (created).
+    num_clips: clips (>= 3: one per split; 70 / 15 / 15 % otherwise).
+    seed: random seed.
+    labels: the label names (at most 9); each occurs at least once when
+      ``num_clips >= len(labels)``.
+    multi_label: ``label:<name>`` score columns (a clip has one or two
+      emotions, scores 0..3, some negative) instead of one ``label`` column.
+    frame_size: (width, height) of the videos.
+    clip_seconds: range of a clip's duration.
+    wav_clip: give one clip a separate 44.1 kHz stereo wav.
+    fmt: 'csv' (``manifest.csv``) or 'jsonl' (``manifest.jsonl``).
+
+  Also writes ``ground_truth.json``: clip id -> {labels (vector in label-name
+  order), emotions, split, text, start, end}.
+  """
+  if fmt not in ('csv', 'jsonl'):
+    raise ValueError(f"fmt must be 'csv' or 'jsonl', got {fmt!r}")
+  labels = tuple(labels)
+  exprs = manifest_expressions(labels)
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  width, height = frame_size
+  splits = _manifest_splits(num_clips, rng)
+  order = rng.permutation(num_clips)              # which clip gets which label
+  wav_index = splits.index('train') if wav_clip else -1
+  rows, truth = [], {}
+  for i in range(num_clips):
+    clip_id = f'clip{i:03d}'
+    names = _manifest_names(labels, multi_label, rng, int(order[i]))
+    dur = round(float(rng.uniform(*clip_seconds)), 3)
+    margin = 0.4 if i % 2 else 0.0                # inside a longer video
+    start, end = (round(margin, 3), round(margin + dur, 3)) if margin else (
+        None, None)
+    total = dur + 2 * margin
+    clip_exprs = [_EXPR[exprs[n]] for n in names]
+    text = sentence([exprs[n] for n in names], rng)
+    noise = _noise_texture(rng, width, height)
+
+    def frames(clip_exprs=clip_exprs, margin=margin, total=total,
+               noise=noise):
+      layout = _face_layout(rng, width, height)
+      frame = None
+      for k in range(int(round(total * FPS))):
+        t = k / FPS
+        inside = margin <= t < total - margin
+        expr = (_segment_expr(clip_exprs, t - margin) if inside
+                else _EXPR['neutral'])
+        if k % 3 == 0:
+          frame = render_frame(width, height, layout, expr, rng, noise)
+        yield frame
+
+    def track(sr: int, channels: int = 1) -> np.ndarray:
+      n = int(round(total * sr))
+      wave = 0.01 * rng.standard_normal((n, channels))
+      a = int(round(margin * sr))
+      v = voice(clip_exprs, dur, rng, sr)[:n - a]
+      wave[a:a + v.size] += v[:, None] * (1.0 if channels == 1 else
+                                          np.array([1.0, 0.6]))
+      return np.clip(wave, -1, 1)
+
+    video_rel = f'videos/{clip_id}.mp4'
+    audio_rel = ''
+    if i == wav_index:
+      audio_rel = f'audio/{clip_id}.wav'
+      (out_dir / 'audio').mkdir(parents=True, exist_ok=True)
+      wavfile.write(out_dir / audio_rel, MANIFEST_WAV_RATE,
+                    _pcm16(track(MANIFEST_WAV_RATE, 2)))
+      write_av_mp4(out_dir / video_rel, frames(), frame_size, None, 0)
+    else:
+      write_av_mp4(out_dir / video_rel, frames(), frame_size,
+                      track(MANIFEST_VIDEO_RATE)[:, 0], MANIFEST_VIDEO_RATE)
+    row = {'clip_id': clip_id, 'video': video_rel, 'audio': audio_rel,
+           'start': '' if start is None else start,
+           'end': '' if end is None else end, 'text': text,
+           'split': splits[i]}
+    if multi_label:
+      for n in labels:                    # absent: 0 or a negative score
+        row[f'label:{n}'] = (int(rng.integers(1, 4)) if n in names else
+                             int(rng.choice([0, 0, -1])))
+    else:
+      row['label'] = names[0]
+    rows.append(row)
+    truth[clip_id] = {'labels': [float(n in names) for n in labels],
+                      'emotions': names, 'split': splits[i], 'text': text,
+                      'start': start, 'end': end, 'audio': audio_rel}
+  path = out_dir / f'manifest.{fmt}'
+  if fmt == 'csv':
+    with open(path, 'w', newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+  else:
+    path.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  (out_dir / 'ground_truth.json').write_text(json.dumps(truth, indent=0))
+  return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,7 +54,8 @@ def builder_config(config: ConfigDict,
       text_max_len=config.text_max_len, img_interval=config.img_interval,
       log_mel=config.log_mel,
       face_detector=face_detector or config.face_detector,
-      text_rule=config.text_rule)
+      text_rule=config.text_rule,
+      manifest=config.manifest if config.dataset == 'manifest' else '')
 
 
 def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,

@@ -7,6 +7,10 @@ of the split file that the data lacks.  Nothing here decodes video or audio:
 a ``Clip`` says where the clip's frames and audio are and what its text and
 labels are; ``data_pipelines.preprocess`` turns it into an example.  What the
 readers share is in ``common``.
+
+``manifest`` reads a user's own CSV / JSONL list of clips instead: it names
+its files and holds its own splits (its ``split`` column), so ``raw_dir`` is
+the manifest file and there are no split files.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_pipelines.readers import iemocap
+from data_pipelines.readers import manifest
 from data_pipelines.readers import mosei
 from data_pipelines.readers.common import (
     DATASETS, SHIPPED_SPLITS, SPLITS, Clip, Skip, SplitClips, read_split_ids,
@@ -22,7 +27,7 @@ from data_pipelines.readers.common import (
 __all__ = ['DATASETS', 'SHIPPED_SPLITS', 'SPLITS', 'Clip', 'Skip',
            'SplitClips', 'read_split', 'read_split_ids', 'split_file']
 
-_READERS = {'mosei': mosei, 'iemocap': iemocap}
+_READERS = {'mosei': mosei, 'iemocap': iemocap, 'manifest': manifest}
 
 
 def read_split(dataset: str, raw_dir: str | Path, split: str, *,
@@ -30,9 +35,17 @@ def read_split(dataset: str, raw_dir: str | Path, split: str, *,
                **options) -> SplitClips:
   """Reads one split of ``dataset`` from ``raw_dir`` (layout auto-detected).
 
-  ``options`` go to the dataset reader (IEMOCAP: ``text_rule``).
+  ``options`` go to the dataset reader (IEMOCAP: ``text_rule``).  For
+  ``'manifest'``, ``raw_dir`` is the manifest file and the split comes from
+  its ``split`` column (``splits_dir`` must be None).
   """
   if dataset not in _READERS:
     raise ValueError(f'dataset must be one of {DATASETS}, got {dataset!r}')
+  if dataset == 'manifest':
+    if splits_dir is not None:
+      raise ValueError(
+          f'{raw_dir}: a manifest holds its own splits (its split column); '
+          f'splits_dir ({splits_dir}) cannot be used with it')
+    return manifest.read(raw_dir, split, **options)
   ids = read_split_ids(dataset, split, splits_dir)
   return _READERS[dataset].read(raw_dir, ids, **options)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ('mosei', 'iemocap')
+DATASETS = ('mosei', 'iemocap', 'manifest')
 SPLITS = ('train', 'valid', 'test')
 SHIPPED_SPLITS = Path(__file__).resolve().parent.parent / 'splits'
 
@@ -17,11 +17,13 @@ SHIPPED_SPLITS = Path(__file__).resolve().parent.parent / 'splits'
 class Clip:
   """Where one utterance's inputs are, and its text and labels."""
   clip_id: str
-  dataset: str                       # 'mosei' | 'iemocap'
+  dataset: str                       # 'mosei' | 'iemocap' | 'manifest'
   layout: str                        # 'raw' | 'processed'
   text: str
-  labels: np.ndarray                 # float32 [6], multi-hot
-  audio_path: str
+  labels: np.ndarray                 # float32 [E], multi-hot
+  # The wav; None or '': the audio track of ``video_path`` (manifest rows
+  # without an audio file).
+  audio_path: str | None = None
   video_path: str | None = None      # raw layout: the (dialog) video
   image_paths: tuple[str, ...] = ()  # processed layout: frames, in order
   start: float | None = None         # seconds in the video / wav (raw)

@@ -66,6 +66,8 @@ class E2EConfig(tfds.core.BuilderConfig):
       whose own split files (``<manual_dir>/splits``) are used.
     text_rule: IEMOCAP transcripts: 'last_colon' (the original's rule, quirk
       6) | 'full'.  Ignored for MOSEI.
+    manifest: the manifest dataset's CSV / JSONL file ('' for the others);
+      the config's name holds a hash of its contents.
   """
   text_model: str = 'albert-base-v2'
   text_checkpoint: str = ''
@@ -76,6 +78,7 @@ class E2EConfig(tfds.core.BuilderConfig):
   face_detector: str = 'mtcnn'
   synthetic: bool = False
   text_rule: str = 'last_colon'
+  manifest: str = ''
 
   def tokenizer(self) -> text.tokenizer.TextTokenizer:
     """The tokeniser whose ids this config stores."""
@@ -105,6 +108,10 @@ def config_name(c: E2EConfig) -> str:
   mel = 'logmel' if c.log_mel else 'powmel'
   prefix = 'synthetic-' if c.synthetic else ''
   suffix = '' if c.text_rule == 'last_colon' else f'-text_{c.text_rule}'
+  if c.manifest:  # other manifest contents: other data
+    path = Path(c.manifest).expanduser()
+    stem = ''.join(ch if ch.isalnum() else '_' for ch in path.stem)
+    prefix += f'{stem}_{hashlib.sha1(path.read_bytes()).hexdigest()[:8]}-'
   return (f'{prefix}{text}-L{c.text_max_len}-i{c.img_interval}-{mel}-'
           f'{c.face_detector}{suffix}')
 
@@ -129,8 +136,9 @@ def named_configs(synthetic: E2EConfig) -> list[E2EConfig]:
 class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of ``mosei_e2e`` and ``iemocap_e2e``; subclasses set DATASET."""
 
-  DATASET: str = ''            # 'mosei' | 'iemocap' for preprocess
+  DATASET: str = ''            # 'mosei' | 'iemocap' | 'manifest'
   EMOTIONS: tuple[str, ...] = ()
+  MULTI_LABEL: bool = True     # several emotions per clip (MOSEI) or one
   CITATION: str = ''           # the dataset's own reference, appended
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First release.'}
@@ -152,6 +160,17 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._progress = progress
     self._splits_dir = splits_dir
     super().__init__(**kwargs)
+
+  def label_names(self) -> tuple[str, ...]:
+    """The order of the label vector (a manifest's own label set)."""
+    return tuple(self.EMOTIONS)
+
+  def multi_label(self) -> bool:
+    return self.MULTI_LABEL
+
+  def reader_source(self, raw_dir: Path) -> Path:
+    """What ``preprocess.iter_examples`` reads: the raw dir (a manifest)."""
+    return raw_dir
 
   def splits_dir_for(self, raw_dir: Path) -> Path | None:
     """The split files a build from ``raw_dir`` reads (None: shipped)."""
@@ -186,8 +205,10 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             'spec': tensor(shape=(None, N_MELS, CHUNK_FRAMES),
                            dtype=np.float16, encoding='bytes',
                            doc='mel chunks (mel x time)'),
-            'labels': tensor(shape=(NUM_EMOTIONS,), dtype=np.float32,
-                             doc='multi-hot: ' + ', '.join(self.EMOTIONS)),
+            'labels': tensor(shape=(len(self.label_names()),),
+                             dtype=np.float32,
+                             doc=('multi-hot: ' if self.multi_label() else
+                                  'one-hot: ') + ', '.join(self.label_names())),
             'n_frames': tensor(shape=(), dtype=np.int32),
             'n_chunks': tensor(shape=(), dtype=np.int32),
             'face_fallbacks': tensor(shape=(), dtype=np.int32),
@@ -195,7 +216,8 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         supervised_keys=None,
         homepage='https://aclanthology.org/2021.naacl-main.417/',
         citation=CITATION + self.CITATION,
-        metadata=tfds.core.MetadataDict(emotions=list(self.EMOTIONS)),
+        metadata=tfds.core.MetadataDict(emotions=list(self.label_names()),
+                                        multi_label=self.multi_label()),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -209,8 +231,8 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           f'{splits_dir} does not exist (a synthetic raw dir holds its own '
           f'splits/; generate it with '
           f'data_pipelines.synthetic.write_{self.DATASET}_raw).')
-    self.info.metadata['source'] = source_record(self.DATASET, raw_dir,
-                                                 splits_dir)
+    self.info.metadata['source'] = source_record(
+        self.DATASET, self.reader_source(raw_dir), splits_dir)
     return {split: self._generate_examples(raw_dir, split, cache_dir,
                                            splits_dir) for split in SPLITS}
 
@@ -231,7 +253,7 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     options = {'text_rule': c.text_rule} if self.DATASET == 'iemocap' else {}
     report = preprocess.SkipReport()
     examples = preprocess.iter_examples(
-        self.DATASET, raw_dir, split, cache_dir=cache_dir,
+        self.DATASET, self.reader_source(raw_dir), split, cache_dir=cache_dir,
         img_interval=c.img_interval, log_mel=c.log_mel,
         face_detector=c.face_detector, splits_dir=splits_dir,
         num_workers=self._num_workers, progress=self._progress,
@@ -239,7 +261,8 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     count = 0
     for clip_id, ex in examples:
       count += 1
-      yield clip_id, to_tfds_example(clip_id, ex, tokenizer, c.text_max_len)
+      yield clip_id, to_tfds_example(clip_id, ex, tokenizer, c.text_max_len,
+                                     len(self.label_names()))
     if not count:
       raise ValueError(no_clip_message(
           f'{self.name}/{c.name}', split, raw_dir, splits_dir, cache_dir,
@@ -260,7 +283,10 @@ def source_record(dataset: str, raw_dir: str | Path,
   """
   splits = Path(splits_dir) if splits_dir else None
   digest = hashlib.sha1()
-  for path in split_files(dataset, splits):
+  # A manifest holds its own splits (raw_dir is the manifest file).
+  files = [Path(raw_dir)] if dataset == 'manifest' else split_files(dataset,
+                                                                    splits)
+  for path in files:
     digest.update(path.read_bytes())
   return {'raw_dir': str(Path(raw_dir).expanduser().resolve()),
           'split_files': str(splits.resolve()) if splits else 'shipped',
@@ -292,9 +318,10 @@ def no_clip_message(name: str, split: str, raw_dir: Path,
 
 
 def to_tfds_example(clip_id: str, ex: dict[str, Any], tokenizer,
-                    text_max_len: int) -> dict[str, Any]:
+                    text_max_len: int,
+                    num_labels: int = NUM_EMOTIONS) -> dict[str, Any]:
   """Checks one preprocessed example and adds its token ids."""
-  check_example(clip_id, ex)
+  check_example(clip_id, ex, num_labels)
   ids, mask = tokenizer.encode([ex['text']], text_max_len)
   ids, mask = np.asarray(ids), np.asarray(mask)
   if ids.shape != (1, text_max_len) or mask.shape != (1, text_max_len):
@@ -314,7 +341,8 @@ def to_tfds_example(clip_id: str, ex: dict[str, Any], tokenizer,
   }
 
 
-def check_example(clip_id: str, ex: dict[str, Any]) -> None:
+def check_example(clip_id: str, ex: dict[str, Any],
+                  num_labels: int = NUM_EMOTIONS) -> None:
   """Raises a ValueError naming the clip when an example breaks the contract."""
   expected = {
       'faces': (np.uint8, (FACE_SIZE, FACE_SIZE, 3)),
@@ -333,9 +361,9 @@ def check_example(clip_id: str, ex: dict[str, Any]) -> None:
       raise ValueError(f'clip {clip_id}: {key}={ex.get(key)} but the array '
                        f'holds {n}')
   labels = np.asarray(ex.get('labels'))
-  if labels.shape != (NUM_EMOTIONS,):
+  if labels.shape != (num_labels,):
     raise ValueError(f'clip {clip_id}: labels shape {labels.shape}, expected '
-                     f'({NUM_EMOTIONS},)')
+                     f'({num_labels},)')
   if not isinstance(ex.get('text'), str):
     raise ValueError(f'clip {clip_id}: text must be a str, got '
                      f'{type(ex.get("text")).__name__}')

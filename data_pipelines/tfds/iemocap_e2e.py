@@ -37,6 +37,7 @@ class IemocapE2e(base.E2EBuilder):
 
   DATASET = 'iemocap'
   EMOTIONS = iemocap_reader.EMOTIONS   # label vector order: ang .. sad
+  MULTI_LABEL = False                  # one class per utterance
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = base.named_configs(base.E2EConfig(
       name='synthetic', text_model='minilm', text_max_len=24,

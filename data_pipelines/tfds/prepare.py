@@ -22,10 +22,12 @@ import tensorflow_datasets as tfds
 from data_pipelines import synthetic
 from data_pipelines.tfds import base
 from data_pipelines.tfds.iemocap_e2e import IemocapE2e
+from data_pipelines.tfds.manifest_e2e import ManifestE2e
 from data_pipelines.tfds.mosei_e2e import MoseiE2e
 
 SYNTHETIC_RAW = 'synthetic_raw'
-BUILDERS = {'mosei': MoseiE2e, 'iemocap': IemocapE2e, 'synthetic': MoseiE2e}
+BUILDERS = {'mosei': MoseiE2e, 'iemocap': IemocapE2e, 'synthetic': MoseiE2e,
+            'manifest': ManifestE2e}
 DEFAULT_DATA_DIR = '~/tensorflow_datasets'
 
 
@@ -40,10 +42,11 @@ def builder_config(dataset: str, **settings) -> base.E2EConfig:
   """The builder config storing ``settings`` (a named one if it matches).
 
   Args:
-    dataset: 'mosei' | 'iemocap' | 'synthetic'.
+    dataset: 'mosei' | 'iemocap' | 'synthetic' | 'manifest'.
     **settings: the data fields of ``base.E2EConfig`` (text_model,
       text_checkpoint, scratch_vocab_size, text_max_len, img_interval,
-      log_mel, face_detector, text_rule); 'synthetic' sets ``synthetic``.
+      log_mel, face_detector, text_rule, manifest); 'synthetic' sets
+      ``synthetic``.
   """
   wanted = base.E2EConfig(name='custom', synthetic=dataset == 'synthetic',
                           **settings)
@@ -111,6 +114,8 @@ def prepare(dataset: str, config: base.E2EConfig, *,
   if dataset == 'synthetic':
     raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
     write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=seed)
+  elif dataset == 'manifest':  # its files are named in it
+    raw_dir = Path(builder.builder_config.manifest).expanduser().parent
   elif raw_dir is None or not Path(raw_dir).is_dir() or not any(
       Path(raw_dir).iterdir()):
     raise FileNotFoundError(missing_data_message(builder, raw_dir, data_dir))
@@ -139,8 +144,10 @@ def check_source(builder: base.E2EBuilder,
       logging.warning('%s was built before sources were recorded: cannot check '
                       'that it comes from %s', path, raw_dir)
     return
+  source = (builder.reader_source(Path(raw_dir)) if raw_dir is not None
+            else stored['raw_dir'])
   wanted = base.source_record(
-      builder.DATASET, raw_dir or stored['raw_dir'],
+      builder.DATASET, source,
       builder.splits_dir_for(Path(raw_dir or stored['raw_dir'])))
   keys = ['split_ids_sha1'] + (['raw_dir'] if raw_dir is not None else [])
   differ = [k for k in keys if stored.get(k) != wanted[k]]

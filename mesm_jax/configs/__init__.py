@@ -7,6 +7,7 @@ model:
   length caps);
 * ``'default'``: the authors' hyperparameters that the others start from;
 * ``'synthetic'``: narrow widths for the embedded demo dataset;
+* ``'manifest'``: your own clips listed in a CSV / JSONL manifest;
 * ``'smoke'``: tiny widths for tests.
 
 ``model`` is ``'mesm'`` (the default) or ``'fe2e'``.  It sets ``model`` and
@@ -32,7 +33,7 @@ import ml_collections
 from mesm_jax.configs.checks import check
 from mesm_jax.configs.default import CHOICES, HELP, MODELS, PAPER_BATCH_SIZE
 
-NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'smoke')
+NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'manifest', 'smoke')
 
 __all__ = ['CHOICES', 'HELP', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE', 'check',
            'get_config']

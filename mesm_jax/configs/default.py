@@ -25,7 +25,7 @@ MODELS = ('mesm', 'fe2e')
 PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8}
 
 CHOICES = {
-    'dataset': ('mosei', 'iemocap', 'synthetic'),
+    'dataset': ('mosei', 'iemocap', 'synthetic', 'manifest'),
     'model': MODELS,
     'modalities': ('tav', 'ta', 'tv', 'va', 't', 'a', 'v'),
     'sparse_impl': ('gathered', 'masked'),
@@ -39,12 +39,16 @@ CHOICES = {
 HELP = {
     # --- data --------------------------------------------------------------
     'dataset': 'mosei | iemocap | synthetic (generated clips in the MOSEI '
-               'layout, no download); picks the TFDS data and the emotions',
+               'layout, no download) | manifest (your own clips, --manifest); '
+               'picks the TFDS data and the emotions',
     'data_dir': "TFDS data directory; '' = ~/tensorflow_datasets. The "
                 'prepared data is built there once and read by every run',
     'raw_dir': 'directory of the raw release (or the authors\' processed '
                'folders, docs/data.md) to build the TFDS data from; only read '
                "while building; '' for synthetic: <data_dir>/synthetic_raw",
+    'manifest': "dataset 'manifest' only: CSV or JSONL file, one row per "
+                'clip (clip_id, video, audio, start, end, text, split, labels; '
+                'docs/data.md); its label set sets num_emotions',
     'splits_dir': 'directory with train.txt, valid.txt, test.txt (clip ids, '
                   "one a line) to build the TFDS data from; '' = the "
                   "authors' split files (synthetic: the raw dir's splits/). "
@@ -160,6 +164,7 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.data_dir = ''
   c.raw_dir = ''
   c.splits_dir = ''
+  c.manifest = ''
   c.num_emotions = 6
   c.img_interval = 500
   c.log_mel = False

@@ -40,12 +40,30 @@ class Data:
         **synthetic_kwargs(config))
 
   def emotions(self) -> Tuple[str, ...]:
+    """The label names, in label-vector order; checks ``num_emotions``."""
+    stored = int(self.builder.info.features['labels'].shape[0])
+    if stored != self.config.num_emotions:
+      raise ValueError(
+          f'the TFDS data {self.builder.data_dir} has {stored} labels per clip '
+          f'but num_emotions is {self.config.num_emotions}: pass '
+          f'--num_emotions {stored}')
     names = tuple(self.builder.info.metadata.get('emotions', ()))
-    if len(names) != self.config.num_emotions:
+    if len(names) != stored:  # data built before the names were stored
       names = EMOTIONS.get(self.config.dataset, ())
-    if len(names) != self.config.num_emotions:
-      names = tuple(f'emotion{i}' for i in range(self.config.num_emotions))
+    if len(names) != stored:
+      names = tuple(f'emotion{i}' for i in range(stored))
     return names
+
+  def multi_label(self) -> bool:
+    """Several labels per clip (MOSEI-like) or exactly one (IEMOCAP-like)."""
+    meta = self.builder.info.metadata
+    if 'multi_label' in meta:
+      return bool(meta['multi_label'])
+    return self.config.dataset != 'iemocap'
+
+  def metric_set(self) -> str:
+    """The paper's metrics that fit the labels: MOSEI's or IEMOCAP's."""
+    return 'mosei' if self.multi_label() else 'iemocap'
 
   def num_examples(self, split: str) -> int:
     return int(self.builder.info.splits[split].num_examples)

@@ -14,7 +14,8 @@ train: they are command-line flags only, returned beside the config.  A
 script adds its own flags with ``parents`` (``experiments/run.py``:
 ``--keep_freed_memory``), so that ``--help`` lists them too.
 
-This module imports ``mesm_jax.configs`` and the standard library only, so
+This module imports ``mesm_jax.configs``, the manifest reader (to size the
+labels of ``--dataset manifest``) and the standard library only, so
 ``--help`` answers without loading TensorFlow or JAX.
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import ml_collections
 
+from data_pipelines.readers import manifest as manifest_reader
 from mesm_jax import configs
 
 DATASETS = configs.CHOICES['dataset']
@@ -115,6 +117,24 @@ def _base_config(argv: Sequence[str]) -> ml_collections.ConfigDict:
   return configs.get_config(dataset, model)
 
 
+def _apply_manifest(parser: argparse.ArgumentParser,
+                    config: ml_collections.ConfigDict,
+                    argv: Sequence[str]) -> None:
+  """``--dataset manifest``: needs ``--manifest``; its labels set E."""
+  if not config.manifest:
+    parser.exit(2, f'{parser.prog}: error: --dataset manifest needs '
+                '--manifest FILE (a CSV or JSONL list of clips, '
+                'docs/data.md)\n')
+  try:
+    names, _ = manifest_reader.label_set(config.manifest)
+  except (OSError, ValueError) as e:
+    parser.exit(2, f'{parser.prog}: error: --manifest: {e}\n')
+  given = any(a == '--num_emotions' or a.startswith('--num_emotions=')
+              for a in argv)
+  if not given:
+    config.num_emotions = len(names)
+
+
 def parse(argv: Optional[Sequence[str]] = None,
           parents: Sequence[argparse.ArgumentParser] = ()
           ) -> Tuple[ml_collections.FrozenConfigDict, argparse.Namespace]:
@@ -135,6 +155,8 @@ def parse(argv: Optional[Sequence[str]] = None,
   for name in config.keys():
     value = getattr(args, name)
     config[name] = tuple(value) if isinstance(value, list) else value
+  if config.dataset == 'manifest':
+    _apply_manifest(parser, config, argv)
   bad = configs.checks.problems(config)
   if bad:  # a usage error (exit 2) before anything is loaded or built
     parser.exit(2, f'{parser.prog}: error: bad flag values:\n  ' + '\n  '.join(

@@ -133,7 +133,7 @@ def evaluate_state(ctx, state, thresholds=None):
                   ctx.data.eval_batches('test', ctx.eval_batch_size),
                   ctx.pos_weight)
   thresholds, values = metrics_lib.evaluate_splits(
-      valid, test, ctx.emotions, ctx.config.dataset, thresholds)
+      valid, test, ctx.emotions, ctx.metric_set, thresholds)
   values['valid/loss'], values['test/loss'] = valid['loss'], test['loss']
   return thresholds, values
 
@@ -150,12 +150,13 @@ class Context:
     self.config = config = ml_collections.FrozenConfigDict(config)
     self.workdir = workdir
     self.data = data_lib.Data(config)  # first: a missing dataset writes nothing
+    self.emotions = self.data.emotions()  # checks num_emotions against it
     self.logger = log_lib.RunLogger(workdir)
     self.devices, self.eval_batch_size = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
     self.model = build_model(config)
-    self.emotions = self.data.emotions()
-    self.headline = metrics_lib.headline_metrics(config.dataset)
+    self.metric_set = self.data.metric_set()  # 'mosei' | 'iemocap' metrics
+    self.headline = metrics_lib.headline_metrics(self.metric_set)
     self.ckpts = ckpt_lib.Checkpoints(workdir)
     self.pos_weight = None
     self.fresh = init_state(config, self.model,
