@@ -721,15 +721,24 @@ def write_manifest(out_dir: str | Path, num_clips: int = 12, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> None:
-  """Command line: write a synthetic raw release."""
+  """Command line: write a synthetic raw release or manifest."""
   p = argparse.ArgumentParser(prog='python -m data_pipelines.synthetic',
                               description=__doc__.split('\n')[0])
-  p.add_argument('--dataset', required=True, choices=('mosei', 'iemocap'))
+  p.add_argument('--dataset', required=True,
+                 choices=('mosei', 'iemocap', 'manifest'))
   p.add_argument('--out_dir', required=True)
-  p.add_argument('--num_clips', type=int, default=240, help='MOSEI clips')
+  p.add_argument('--num_clips', type=int, default=240,
+                 help='MOSEI clips, or manifest clips')
   p.add_argument('--num_dialogs', type=int, default=6, help='IEMOCAP')
+  p.add_argument('--multi_label', action='store_true',
+                 help="manifest: 'label:<name>' columns, several per clip")
   p.add_argument('--seed', type=int, default=0)
   args = p.parse_args(argv)
+  if args.dataset == 'manifest':
+    path = write_manifest(args.out_dir, args.num_clips, args.seed,
+                          multi_label=args.multi_label)
+    print(f'wrote {path}')
+    return
   if args.dataset == 'mosei':
     truth = write_mosei_raw(args.out_dir, args.num_clips, args.seed)
   else:

@@ -22,6 +22,7 @@ from data_pipelines.tfds import base
 from data_pipelines.tfds import prepare
 import mesm_jax
 from mesm_jax import input_pipeline
+import test_readers
 
 NUM_CLIPS = 16      # MOSEI synthetic clips (all splits together)
 NUM_DIALOGS = 2     # IEMOCAP synthetic dialogs
@@ -145,9 +146,20 @@ def test_other_source_is_not_reused(mosei, tmp_path):
     input_pipeline.build_tfds(config, data_dir=data_dir, progress=False)
 
 
-def test_splits_dir_for_mosei_layout(mosei, tmp_path):
-  """--splits_dir: ids that are not in the shipped split files build."""
-  _, raw, _ = mosei
+def test_splits_dir_for_mosei_layout(tmp_path, caplog):
+  """The real label files, built with --splits_dir (ids not shipped).
+
+  URL-form Input.VIDEO_ID, each clip's annotators split over two CSVs, one
+  of which lacks Answer.fear: the built labels follow the sum-of-scores rule
+  over both files, and the missing column is reported by name.
+  """
+  raw = tmp_path / 'raw'
+  synthetic.write_mosei_raw(raw, num_clips=8, seed=5, clip_seconds=(0.5, 0.8),
+                            video_id_form='url', split_annotators=True)
+  batch_2 = raw / 'Labels' / 'batch_2.csv'
+  rows = test_readers._csv_rows(batch_2)  # pylint: disable=protected-access
+  test_readers._write_csv(batch_2, rows, [  # pylint: disable=protected-access
+      c for c in rows[0] if c != 'Answer.fear'])
   config = _smoke_config()
   config.dataset = 'mosei'    # a MOSEI-layout raw dir, not generated data
   with pytest.raises(ValueError, match='None of the split ids') as err:
@@ -159,12 +171,19 @@ def test_splits_dir_for_mosei_layout(mosei, tmp_path):
   assert repr(videos[0]) in str(err.value)   # ... and of the raw dir
   assert '--splits_dir' in str(err.value)
   config.splits_dir = str(raw / 'splits')
-  builder = input_pipeline.build_tfds(config, raw_dir=raw,
-                                      data_dir=tmp_path / 'b', num_workers=1,
-                                      progress=False)
-  built = {ex['clip_id'].decode() for ex in tfds.as_numpy(
-      builder.as_dataset(split='train'))}
-  assert built and built <= set(_split_ids(raw, 'train'))
+  with caplog.at_level('WARNING'):
+    builder = input_pipeline.build_tfds(config, raw_dir=raw,
+                                        data_dir=tmp_path / 'b', num_workers=1,
+                                        progress=False)
+  assert any('batch_2.csv' in r.getMessage() and 'Answer.fear' in
+             r.getMessage() for r in caplog.records)
+  sums = test_readers._reference_sums(raw / 'Labels')  # pylint: disable=protected-access
+  for split in base.SPLITS:
+    built = {ex['clip_id'].decode(): ex['labels'] for ex in tfds.as_numpy(
+        builder.as_dataset(split=split))}
+    assert built and set(built) <= set(_split_ids(raw, split))
+    for clip_id, labels in built.items():
+      np.testing.assert_array_equal(labels, sums[clip_id] > 0)
 
 
 def test_iemocap_synthetic_build(tmp_path):
