@@ -267,6 +267,7 @@ def test_iemocap_full_text_rule_and_unknown_label(iemocap_raw, tmp_path):
   assert [(s.clip_id, s.reason) for s in found.skipped] == [
       (ids[0], 'unknown_label')]
   assert str(target) == found.skipped[0].file
+  assert "code 'sur' is not one of the 6 classes" in found.skipped[0].detail
 
 
 def _jpg(path, color, size=(64, 80)):

@@ -129,11 +129,15 @@ def _raw_clip(root: Path, uid: str, emo: dict, texts: dict,
   if uid not in emo and uid not in texts:
     return None
   if uid not in emo:
-    return Skip(uid, 'no_label', str(files['emo']))
+    return Skip(uid, 'no_label', str(files['emo']),
+                f'{uid} has a transcript line but no [start - end] line in '
+                f'{files["emo"].name}')
   start, end, code = emo[uid]
   labels = one_hot(code)
   if labels is None:
-    return Skip(uid, 'unknown_label', str(files['emo']), code)
+    return Skip(uid, 'unknown_label', str(files['emo']),
+                f'code {code!r} is not one of the 6 classes '
+                f'({", ".join(EMOTIONS)})')
   text = texts.get(uid, '')
   if not text:
     return Skip(uid, 'empty_transcript', str(files['text']))
@@ -184,7 +188,9 @@ def read_processed(root: Path, ids: list[str],
     if uid not in meta and uid not in folders:
       continue
     if uid not in meta:
-      found[uid] = Skip(uid, 'no_label', str(root / 'meta.pkl'))
+      found[uid] = Skip(uid, 'no_label', str(root / 'meta.pkl'),
+                        f'folder {uid} is there but {uid} is not a key of '
+                        'meta.pkl')
       continue
     if uid not in folders:
       found[uid] = Skip(uid, 'missing_files', str(root / '*' / uid))
