@@ -13,6 +13,7 @@ import pytest
 
 from data_pipelines import synthetic
 import mesm_jax
+from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import flags, loop, main, optim
 
 # ---------------------------------------------------------------- loss, optim
@@ -239,6 +240,39 @@ def test_one_epoch_through_the_real_pipeline(tmp_path):
   again = loop.evaluate(config, str(workdir))
   for k in ('valid/f1/avg', 'test/mosei_wacc/avg', 'test/f1/anger'):
     assert again['metrics'][k] == pytest.approx(metrics[k], abs=1e-6)
+  _check_self_contained_workdir(config, workdir, metrics)
+
+
+def _check_self_contained_workdir(config, workdir, metrics):
+  """The workdir's own config serves eval and resume; a broken checkpoint
+  is skipped for the previous one."""
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved == json.loads(json.dumps(config.to_dict()))
+  with pytest.raises(SystemExit):   # a width the checkpoints do not have
+    flags.parse(['--workdir', str(workdir), '--trans_dim', '64'])
+  with pytest.raises(ValueError, match='trans_dim'):
+    loop.train_and_evaluate(tiny_config(workdir.parent, trans_dim=64),
+                            str(workdir))
+  # Two latest checkpoints are kept; truncate a file of the newest one.
+  latest = workdir / 'checkpoints' / 'latest'
+  steps = sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+  assert len(steps) == 2
+  newest = latest / str(steps[-1])
+  biggest = max((p for p in newest.rglob('*') if p.is_file()),
+                key=lambda p: p.stat().st_size)
+  biggest.write_bytes(biggest.read_bytes()[:biggest.stat().st_size // 2])
+  ckpts = ckpt_lib.Checkpoints(str(workdir))
+  restored = ckpts.restore_latest(None)
+  assert restored is not None and int(restored[0]['step']) == steps[0]
+  assert any(f'step {steps[-1]}' in n and f'using step {steps[0]}' in n
+             for n in ckpts.notes)
+  ckpts.close()
+  # --eval_only with no flag repeated (smoke widths and data come from
+  # config.json) uses the best checkpoint, whatever happened to the latest.
+  assert main.run(['--workdir', str(workdir), '--eval_only']) == 0
+  evaluated = json.loads((workdir / 'eval_results.json').read_text())
+  assert evaluated['metrics']['test/f1/avg'] == pytest.approx(
+      metrics['test/f1/avg'], abs=1e-6)
 
 
 @pytest.mark.usefixtures('fast_compile')

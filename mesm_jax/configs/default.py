@@ -152,6 +152,10 @@ HELP = {
                               'steps inside an epoch (and at each epoch end)',
     'log_every_steps': 'log the mean training metrics (and check the loss '
                        'for NaN) every this many steps',
+    'keep_checkpoints': 'latest-state checkpoints kept (newest first); a '
+                        'resume falls back to an older one if the newest '
+                        'cannot be restored. The best checkpoint is kept '
+                        'besides',
 }
 
 
@@ -213,4 +217,5 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.parallel = 'pmap'
   c.checkpoint_every_steps = 200
   c.log_every_steps = 50
+  c.keep_checkpoints = 2
   return c

@@ -3,7 +3,8 @@
 Two ``ocp.CheckpointManager``s under ``<workdir>/checkpoints``:
 
 * ``latest/``: every ``checkpoint_every_steps`` steps inside an epoch and at
-  the end of each epoch; keeps the newest one.  Item ``state`` (params,
+  the end of each epoch; keeps the newest ``keep_latest`` (config
+  ``keep_checkpoints``, default 2).  Item ``state`` (params,
   optimiser state, BatchNorm statistics, step, dropout key; ``StandardSave``)
   and item ``meta`` (``JsonSave``: the data position ``epoch`` and
   ``step_in_epoch`` to continue from, best score so far, early-stop counter,
@@ -13,17 +14,15 @@ Two ``ocp.CheckpointManager``s under ``<workdir>/checkpoints``:
 
 orbax writes each step into a temporary directory and renames it when
 complete, so a run killed at any moment leaves the previous checkpoint
-readable.  Saves are synchronous: the state is small, and the NaN check runs
+readable.  A checkpoint that fails to restore anyway (a file truncated or
+lost later) is reported by step and path, and the next older one is used.  Saves are synchronous: the state is small, and the NaN check runs
 before each save.
 """
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
+from absl import logging
 import orbax.checkpoint as ocp
 
 
@@ -34,13 +33,18 @@ def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
                                item_names=('state', 'meta'))
 
 
+class CheckpointError(ValueError):
+  """No checkpoint of a manager could be restored."""
+
+
 class Checkpoints:
   """The ``latest`` and ``best`` managers of one work directory."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, keep_latest: int = 2):
     root = Path(workdir).absolute() / 'checkpoints'
-    self.latest = _manager(root / 'latest', max_to_keep=1)
+    self.latest = _manager(root / 'latest', max_to_keep=keep_latest)
     self.best = _manager(root / 'best', max_to_keep=1)
+    self.notes = []  # what a restore skipped, for the run's log
 
   @staticmethod
   def _save(manager, step: int, state: Dict[str, Any], meta: Dict[str, Any]):
@@ -57,14 +61,31 @@ class Checkpoints:
   def save_best(self, step: int, state, meta) -> None:
     self._save(self.best, step, state, meta)
 
-  @staticmethod
-  def _restore(manager, target) -> Optional[Tuple[Dict[str, Any], Dict]]:
-    step = manager.latest_step()
-    if step is None:
-      return None
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    return restored['state'], restored['meta']
+  def _restore(self, manager, target) -> Optional[Tuple[Dict[str, Any], Dict]]:
+    """The newest checkpoint that restores; older ones past a broken one.
+
+    Raises ``CheckpointError`` when checkpoints exist but none restores.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    failed = []
+    for step in steps:
+      try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target),
+            meta=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        # orbax raises many kinds (ValueError, OSError, tensorstore errors).
+        first = (str(e).strip().splitlines() or [''])[0][:200]
+        failed.append(f'step {step} in {manager.directory / str(step)} could '
+                      f'not be restored ({type(e).__name__}: {first})')
+        logging.warning('%s', failed[-1])
+        continue
+      self.notes += [f'{f}; using step {step}' for f in failed]
+      return restored['state'], restored['meta']
+    if failed:
+      raise CheckpointError('no checkpoint in ' + str(manager.directory) +
+                            ' can be restored:\n  ' + '\n  '.join(failed))
+    return None
 
   def restore_latest(self, target):
     """``(state, meta)`` of the newest latest-state checkpoint, or None."""
@@ -83,30 +104,3 @@ class Checkpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
-
-
-def to_jsonable(x: Any) -> Any:
-  """numpy values -> plain Python; NaN/inf -> None (strict JSON)."""
-  if isinstance(x, dict):
-    return {str(k): to_jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [to_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return to_jsonable(x.tolist())
-  if isinstance(x, np.generic):
-    x = x.item()
-  if isinstance(x, float) and not np.isfinite(x):
-    return None
-  return x
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Write JSON to a temporary file beside ``path``, then rename it."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(to_jsonable(obj), f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)

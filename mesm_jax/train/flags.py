@@ -21,17 +21,20 @@ labels of ``--dataset manifest``) and the standard library only, so
 
 import argparse
 import sys
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import ml_collections
 
 from data_pipelines.readers import manifest as manifest_reader
 from mesm_jax import configs
+from mesm_jax.train import workdir as workdir_lib
 
 DATASETS = configs.CHOICES['dataset']
 RUN_HELP = {
-    'workdir': 'directory of the run: checkpoints, metrics.jsonl, TensorBoard '
-               'logs, results.json; a rerun in the same workdir resumes. '
+    'workdir': 'directory of the run: config.json, checkpoints, '
+               'metrics.jsonl, TensorBoard logs, results.json; a rerun in the '
+               "same workdir resumes, with the workdir's saved config (flags "
+               'given again override only what they name). '
                "'' = workdirs/<dataset>-<model>-<modalities>-p<top_p>-"
                'seed<seed>',
     'eval_only': "evaluate the workdir's best checkpoint on valid and test "
@@ -106,15 +109,31 @@ def build_parser(config: ml_collections.ConfigDict,
   return parser
 
 
-def _base_config(argv: Sequence[str]) -> ml_collections.ConfigDict:
-  """``get_config(--dataset, --model)``; bad values are left to the parser."""
+def _given_names(argv: Sequence[str]) -> List[str]:
+  """The flags named on the command line (``--name`` or ``--name=v``)."""
+  return [a[2:].split('=', 1)[0] for a in argv if a.startswith('--')]
+
+
+def _base_config(argv: Sequence[str]
+                 ) -> Tuple[ml_collections.ConfigDict, bool]:
+  """(base config, whether it is a workdir's saved one).
+
+  ``--workdir`` with a ``config.json`` (a run was started there): that
+  config; else ``get_config(--dataset, --model)``.  Bad values are left to
+  the parser.
+  """
   pre = argparse.ArgumentParser(add_help=False)
   pre.add_argument('--dataset')
   pre.add_argument('--model')
+  pre.add_argument('--workdir', default='')
   known, _ = pre.parse_known_args(argv)
+  if known.workdir:
+    saved = workdir_lib.load_config(known.workdir)
+    if saved is not None:
+      return saved, True
   dataset = known.dataset if known.dataset in DATASETS else 'synthetic'
   model = known.model if known.model in configs.MODELS else None
-  return configs.get_config(dataset, model)
+  return configs.get_config(dataset, model), False
 
 
 def _apply_manifest(parser: argparse.ArgumentParser,
@@ -149,12 +168,19 @@ def parse(argv: Optional[Sequence[str]] = None,
     holds ``workdir``, ``eval_only`` and the ``parents``' flags.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  config = _base_config(argv)
+  config, from_workdir = _base_config(argv)
+  saved = config.to_dict()
   parser = build_parser(config, parents)
   args = parser.parse_args(argv)
   for name in config.keys():
     value = getattr(args, name)
     config[name] = tuple(value) if isinstance(value, list) else value
+  changes = workdir_lib.shape_changes(saved, config.to_dict(),
+                                      _given_names(argv))
+  if from_workdir and changes:
+    parser.exit(2, f'{parser.prog}: error: {args.workdir} was trained with '
+                'other parameter shapes; these flags cannot change them: '
+                + '; '.join(changes) + ' (use another --workdir)\n')
   if config.dataset == 'manifest':
     _apply_manifest(parser, config, argv)
   bad = configs.checks.problems(config)

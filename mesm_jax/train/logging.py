@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import tqdm
 
-from mesm_jax.train import checkpoint
+from mesm_jax.train import workdir
 
 
 def is_main() -> bool:
@@ -39,7 +39,7 @@ class RunLogger:
       return
     values = {k: float(v) for k, v in values.items()
               if np.ndim(v) == 0 and v is not None}
-    record = {'step': int(step), **extra, **checkpoint.to_jsonable(values)}
+    record = {'step': int(step), **extra, **workdir.to_jsonable(values)}
     with open(self.workdir / 'metrics.jsonl', 'a') as f:
       f.write(json.dumps(record, sort_keys=True) + '\n')
     if self._tb is not None:

@@ -38,6 +38,7 @@ from mesm_jax.train import metrics as metrics_lib
 from mesm_jax.train import optim
 from mesm_jax.train import parallel
 from mesm_jax.train import step as step_lib
+from mesm_jax.train import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -157,7 +158,7 @@ class Context:
     self.model = build_model(config)
     self.metric_set = self.data.metric_set()  # 'mosei' | 'iemocap' metrics
     self.headline = metrics_lib.headline_metrics(self.metric_set)
-    self.ckpts = ckpt_lib.Checkpoints(workdir)
+    self.ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
     self.pos_weight = None
     self.fresh = init_state(config, self.model,
                             self.data.sample_batch(self.eval_batch_size))
@@ -211,6 +212,8 @@ def restore_or_start(ctx: Context):
     ctx.pos_weight = compute_pos_weight(ctx.data)
     return ctx.fresh, RunState(pos_weight=ctx.pos_weight.tolist())
   state_dict, saved = restored
+  for note in ctx.ckpts.notes:
+    ctx.logger.write(f'note: {note}')
   run = RunState.from_json(saved)
   ctx.pos_weight = np.asarray(run.pos_weight, np.float32)
   ctx.logger.write(f'resuming from {ctx.ckpts.latest.directory} at step '
@@ -304,9 +307,10 @@ def end_epoch(ctx, state, run: RunState) -> None:
   improved = is_better(score, run.best_score)
   if improved:
     run.best_score, run.best_epoch, run.bad_epochs = score, epoch + 1, 0
-    ctx.ckpts.save_best(int(host.step), host.to_dict(), ckpt_lib.to_jsonable({
+    ctx.ckpts.save_best(int(host.step), host.to_dict(), workdir_lib.to_jsonable({
         'epoch': epoch + 1, 'step': int(host.step), 'score': score[0],
-        'thresholds': thresholds, 'metrics': values}))
+        'emotions': list(ctx.emotions), 'thresholds': thresholds,
+        'metrics': values}))
   else:
     run.bad_epochs += 1
   stop = config.early_stop > 0 and run.bad_epochs >= config.early_stop
@@ -328,7 +332,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   ``config`` is not changed (the loop works on a frozen copy).
   """
   start_time = time.time()
+  check_saved_config(config, workdir)
   ctx = Context(config, workdir)
+  if log_lib.is_main():
+    workdir_lib.save_config(workdir, ctx.config)
   state, run = restore_or_start(ctx)
   ctx.logger.write(describe(ctx, run))
   state = ctx.runner.put_state(state)
@@ -345,6 +352,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   ctx.ckpts.close()
   ctx.logger.close()
   return results
+
+
+def check_saved_config(config, workdir: str) -> None:
+  """A run in a used workdir must fit its checkpoints' shapes."""
+  saved = workdir_lib.load_config(workdir)
+  if saved is None:
+    return
+  changes = workdir_lib.shape_changes(saved.to_dict(), config.to_dict(),
+                                      config.keys())
+  if changes:
+    raise ValueError(
+        f'{workdir} holds a run whose parameters have other shapes ('
+        + '; '.join(changes) + '): use another --workdir, or the saved '
+        f'values ({workdir_lib.config_path(workdir)})')
 
 
 def describe(ctx, run: RunState) -> str:
@@ -385,7 +406,7 @@ def write_results(ctx, run: RunState, seconds: float) -> Dict[str, Any]:
              'pos_weight': dict(zip(ctx.emotions, run.pos_weight)),
              'metrics': best['metrics'], 'seconds_this_run': seconds}
   if log_lib.is_main():
-    ckpt_lib.write_json_atomic(Path(ctx.workdir) / 'results.json', results)
+    workdir_lib.write_json_atomic(Path(ctx.workdir) / 'results.json', results)
     ctx.logger.write(summary(ctx, results))
   return results
 
@@ -422,7 +443,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
              'thresholds': dict(zip(ctx.emotions, thresholds.tolist())),
              'metrics': values}
   if log_lib.is_main():
-    ckpt_lib.write_json_atomic(Path(workdir) / 'eval_results.json', results)
+    workdir_lib.write_json_atomic(Path(workdir) / 'eval_results.json', results)
     ctx.logger.write(summary(ctx, results, 'eval_results.json') + '\n' +
                      log_lib.format_metrics(values, 'valid/'))
   ctx.ckpts.close()
