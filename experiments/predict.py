@@ -1,0 +1,101 @@
+"""Predict the emotions of new videos with a trained work directory.
+
+  python experiments/predict.py --workdir /tmp/demo --text "I can't believe \
+it" clip.mp4
+  python experiments/predict.py --workdir W --audio clip.wav --start 3.2 \
+--end 7.9 --text_file clip.txt --out pred.json long_video.mp4
+
+The work directory's saved config gives every setting (frames every
+``img_interval`` ms, face detector, mel chunks, tokenizer, caps); its best
+checkpoint (or ``--checkpoint latest``) gives the weights and its validation
+thresholds the decisions.  Each video is one clip: its own audio track unless
+``--audio``, the span ``--start`` / ``--end`` (seconds) if given.  Writes JSON
+(``--out``, else standard output): per video, per emotion the probability,
+threshold and decision, and what was used (frames, face fallbacks, chunks,
+tokens, whether the caps cut frames or chunks).  A thin layer over
+``mesm_jax.predict``.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
+
+# pylint: disable=g-import-not-at-top
+from data_pipelines import preprocess
+from mesm_jax import predict
+from mesm_jax.train import workdir as workdir_lib
+# pylint: enable=g-import-not-at-top
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='python experiments/predict.py',
+      description='Emotions of new videos from a trained work directory '
+                  '(its saved config, checkpoint and validation thresholds).')
+  p.add_argument('videos', nargs='+', metavar='VIDEO',
+                 help='video file(s); each is one clip')
+  p.add_argument('--workdir', required=True,
+                 help='work directory of a training run (config.json, '
+                      'checkpoints/)')
+  p.add_argument('--checkpoint', default='best', choices=predict.CHECKPOINTS,
+                 help='which checkpoint: the best validation epoch (default) '
+                      'or the latest state')
+  text = p.add_mutually_exclusive_group()
+  text.add_argument('--text', default=None,
+                    help='transcript of the clip(s); needed when the model '
+                         'reads text (MESM always does)')
+  text.add_argument('--text_file', default=None,
+                    help='file holding the transcript (instead of --text)')
+  p.add_argument('--audio', default=None,
+                 help='wav file to take the audio from; default: the audio '
+                      "track of each video")
+  p.add_argument('--start', type=float, default=None,
+                 help='clip start in seconds (video and wav); default 0')
+  p.add_argument('--end', type=float, default=None,
+                 help='clip end in seconds; default: the end of the file')
+  p.add_argument('--out', default=None,
+                 help='write the JSON here; default: standard output')
+  return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the command; returns the exit status (1 if a video failed)."""
+  args = parser().parse_args(argv)
+  text = args.text
+  if args.text_file:
+    text = Path(args.text_file).read_text(encoding='utf-8').strip()
+  try:
+    predictor = predict.load(args.workdir, args.checkpoint)
+  except (FileNotFoundError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  if predictor.needs_text and not (text and text.strip()):
+    print(f'error: {predictor.config.model.upper()} reads the transcript: '
+          'pass --text or --text_file', file=sys.stderr)
+    return 2
+  results, failed = [], 0
+  for video in args.videos:
+    try:
+      results.append(predictor.predict(video, text=text, audio=args.audio,
+                                       start=args.start, end=args.end))
+    except (preprocess.ClipError, ValueError) as e:
+      failed += 1
+      print(f'error: {video}: {e}', file=sys.stderr)
+      results.append({'video': video, 'error': str(e)})
+  out = {'workdir': args.workdir, 'checkpoint': predictor.checkpoint,
+         'emotions': list(predictor.emotions), 'predictions': results}
+  if args.out:
+    workdir_lib.write_json_atomic(args.out, out)
+  else:
+    json.dump(workdir_lib.to_jsonable(out), sys.stdout, indent=2)
+    print()
+  return 1 if failed else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
