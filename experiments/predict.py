@@ -27,6 +27,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 
 # pylint: disable=g-import-not-at-top
 from data_pipelines import preprocess
+from experiments import attention_figure
 from mesm_jax import predict
 from mesm_jax.train import workdir as workdir_lib
 # pylint: enable=g-import-not-at-top
@@ -60,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
                  help='clip end in seconds; default: the end of the file')
   p.add_argument('--out', default=None,
                  help='write the JSON here; default: standard output')
+  p.add_argument('--attention', default=None, metavar='DIR',
+                 help='MESM: write each video\'s cross-modal attention to '
+                      'DIR/<video name>.png (faces and spectrogram with the '
+                      'three layers\' attention and nucleus) and .npz')
   return p
 
 
@@ -81,8 +86,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   results, failed = [], 0
   for video in args.videos:
     try:
-      results.append(predictor.predict(video, text=text, audio=args.audio,
-                                       start=args.start, end=args.end))
+      features = predictor.features(video, text=text, audio=args.audio,
+                                    start=args.start, end=args.end)
+      result = predictor.predict(video, text=text, audio=args.audio,
+                                 start=args.start, end=args.end,
+                                 features=features)
+      if args.attention and predictor.config.model == 'mesm':
+        result['attention'] = str(attention_figure.write(
+            Path(args.attention) / f'{Path(video).stem}.png', features[0],
+            predictor.attention(features[0]),
+            f'{Path(video).name}: predicted {", ".join(result["predicted"])}'
+            f' (p > validation thresholds)'))
+      results.append(result)
     except (preprocess.ClipError, ValueError) as e:
       failed += 1
       print(f'error: {video}: {e}', file=sys.stderr)

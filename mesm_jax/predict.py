@@ -24,6 +24,7 @@ predict.py`` is the command line over this module.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -35,6 +36,7 @@ import tensorflow as tf
 from data_pipelines import preprocess
 from data_pipelines.readers.common import Clip
 from data_pipelines.tfds import prepare
+import mesm_jax
 from mesm_jax import input_pipeline
 from mesm_jax import text as text_lib
 from mesm_jax.train import checkpoint as ckpt_lib
@@ -78,6 +80,13 @@ class Predictor:
     # The training loop's evaluation path, on one device: one clip a call.
     self._runner = parallel.make_runner('pmap', jax.local_devices()[:1])
     self._state = self._runner.put_state(state)
+    # The attention path: the same model and weights, applied with the
+    # 'intermediates' collection mutable (the training step never is).
+    self._variables = {'params': state.params,
+                       'batch_stats': state.batch_stats}
+    self._apply_sown = jax.jit(functools.partial(
+        mesm_jax.build_model(self.config).apply, train=False,
+        mutable=['intermediates']))
     self._pos_weight = np.ones((self.config.num_emotions,), np.float32)
 
   @property
@@ -153,9 +162,35 @@ class Predictor:
     return np.asarray(out['probs'], np.float64)[np.asarray(out['clip_mask'],
                                                            bool)]
 
+  def attention(self, batch: Dict[str, np.ndarray]
+                ) -> Dict[str, Dict[str, np.ndarray]]:
+    """MESM's cross-modal attention of a batch, per branch and stage.
+
+    Returns ``{'<visual|audio>/stage<s>': {'probs', 'keep', 'active'}}``,
+    each ``[B, F, H, W]`` (F frames or spectrogram chunks; H x W the map the
+    layer attends over): Eq. 2's probabilities (summing to 1 over a frame's
+    active positions), Eq. 3's nucleus (0/1) and the positions that could be
+    attended (all for stage 3, the previous nucleus pooled after it).
+    """
+    if self.config.model != 'mesm':
+      raise ValueError('FE2E has no cross-modal attention (model=fe2e)')
+    _, sown = self._apply_sown(self._variables, step_lib.model_inputs(batch))
+    out = {}
+    for branch, frames_key in (('visual', 'face_mask'), ('audio', 'spec_mask')):
+      per_stage = sown.get('intermediates', {}).get(f'{branch}_cnn', {})
+      b, f = batch[frames_key].shape
+      for stage, (values,) in sorted(per_stage.items()):
+        out[f'{branch}/{stage.removesuffix("_attention")}'] = {
+            k: np.asarray(v).reshape((b, f) + np.asarray(v).shape[1:])
+            for k, v in values.items()}
+    return out
+
   def predict(self, video: str, *, text: Optional[str] = None,
               audio: Optional[str] = None, start: Optional[float] = None,
-              end: Optional[float] = None) -> Dict[str, Any]:
+              end: Optional[float] = None,
+              features: Optional[Tuple[Dict[str, np.ndarray],
+                                       Dict[str, Any]]] = None
+              ) -> Dict[str, Any]:
     """Emotions of one clip of ``video`` (JSON-ready dict).
 
     Args:
@@ -165,6 +200,8 @@ class Predictor:
       audio: a wav to take the audio from; None: the video's own track.
       start, end: the clip's span in seconds (in the video and the wav);
         None: from the start / to the end.
+      features: ``self.features(...)`` of this clip if already computed
+        (e.g. to draw its attention too); computed here otherwise.
 
     Returns:
       ``{'video', 'audio', 'start', 'end', 'emotions': {name: {'probability',
@@ -172,8 +209,8 @@ class Predictor:
       'used': {...}, 'checkpoint': {...}}``.  Without thresholds (no best
       checkpoint) the decisions are None.
     """
-    batch, used = self.features(video, text=text, audio=audio, start=start,
-                                end=end)
+    batch, used = features or self.features(video, text=text, audio=audio,
+                                            start=start, end=end)
     probs = self.probabilities(batch)[0]
     emotions = {}
     for i, name in enumerate(self.emotions):

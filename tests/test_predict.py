@@ -10,15 +10,22 @@ import json
 from pathlib import Path
 
 import jax
+import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 import pytest
 
 from data_pipelines import readers
 from data_pipelines import synthetic
+from experiments import attention_figure
 from experiments import predict as predict_cli
+from experiments import visualize
 from mesm_jax import input_pipeline
 from mesm_jax import predict
+from mesm_jax import nucleus
+from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import loop
+from mesm_jax.train import step as step_lib
 from mesm_jax.train import workdir as workdir_lib
 
 import test_train
@@ -41,8 +48,7 @@ def trained(tmp_path_factory):
                                   max_frames=2, max_chunks=2)
   workdir = tmp / 'work'
   loop.train_and_evaluate(config, str(workdir))
-  if workdir_lib.load_config(str(workdir)) is None:  # older loop
-    workdir_lib.save_config(str(workdir), config)
+  assert workdir_lib.load_config(str(workdir)) is not None
   yield config, workdir, manifest, predict.load(str(workdir))
   jax.config.update('jax_disable_most_optimizations', old)
 
@@ -159,3 +165,100 @@ def test_command_line_writes_json(trained, tmp_path, capsys, monkeypatch):
   # A video that cannot be read: its error in the JSON, exit status 1.
   assert predict_cli.main(args[:-1] + [str(tmp_path / 'none.mp4')]) == 1
   assert 'error' in json.loads(out.read_text())['predictions'][0]
+
+
+def test_attention_maps_follow_eq_2_and_3(trained, tmp_path):
+  """Per layer: probabilities sum to 1 over active positions, the nucleus
+  is ``nucleus_mask`` of them, kept counts are the model's kept_* stats; the
+  figure has its panels and differs between clips."""
+  config, _, manifest, predictor = trained
+  clips = [readers.read_split('manifest', manifest, s).clips[0]
+           for s in ('valid', 'test')]
+  pngs = []
+  for clip in clips:
+    batch, _ = predictor.features(clip.video_path, text=clip.text,
+                                  audio=clip.audio_path or None,
+                                  start=clip.start, end=clip.end)
+    attention = predictor.attention(batch)
+    assert sorted(attention) == [f'{b}/stage{s}' for b in ('audio', 'visual')
+                                 for s in (3, 4, 5)]
+    out = predictor._apply_sown(  # pylint: disable=protected-access
+        predictor._variables, step_lib.model_inputs(batch))[0]  # pylint: disable=protected-access
+    for key, arrays in attention.items():
+      branch, stage = key.split('/')
+      real = batch['face_mask' if branch == 'visual' else 'spec_mask'][0]
+      probs, keep, active = (arrays[k][0][real] for k in ('probs', 'keep',
+                                                          'active'))
+      n = probs.shape[1] * probs.shape[2]
+      flat_p, flat_a = probs.reshape(-1, n), active.reshape(-1, n)
+      np.testing.assert_allclose(flat_p.sum(-1), 1.0, rtol=1e-5)
+      assert not flat_p[~flat_a].any()          # zero off the active set
+      np.testing.assert_array_equal(
+          keep.reshape(-1, n),
+          np.asarray(nucleus.nucleus_mask(flat_p, config.top_p, flat_a)))
+      kept = keep.reshape(-1, n).sum(-1).mean() / n
+      stat = float(out['stats'][f'kept_{branch[0]}_{stage}'])
+      assert kept == pytest.approx(stat, rel=1e-5)
+    png = attention_figure.write(tmp_path / f'{clip.clip_id}.png', batch,
+                                 attention, clip.clip_id)
+    image = plt.imread(png)
+    assert image.shape[0] > 400 and image.shape[1] > 200
+    npz = np.load(png.with_suffix('.npz'))
+    np.testing.assert_array_equal(npz['visual/stage3/keep'],
+                                  attention['visual/stage3']['keep'])
+    # Every panel row has content (not one flat colour).
+    rows = np.array_split(image[..., :3].mean(-1), 8, axis=0)[1:-1]
+    assert all(r.std() > 0.01 for r in rows)
+    pngs.append(image)
+  assert pngs[0].shape != pngs[1].shape or np.abs(pngs[0] - pngs[1]).mean() > 0
+
+
+def test_visualize_draws_the_most_confident_clips(trained, tmp_path,
+                                                  monkeypatch):
+  """experiments/visualize.py on the built split: one figure per chosen clip."""
+  _, workdir, manifest, predictor = trained
+  monkeypatch.setattr(visualize.predict, 'load', lambda *a: predictor)
+  out = tmp_path / 'figs'
+  assert visualize.main(['--workdir', str(workdir), '--split', 'valid',
+                         '--top_k', '1', '--out_dir', str(out)]) == 0
+  valid = {c.clip_id for c in readers.read_split('manifest', manifest,
+                                                 'valid').clips}
+  drawn = {p.stem for p in out.glob('*.png')}
+  assert drawn and drawn <= valid
+  assert {p.stem for p in out.glob('*.npz')} == drawn
+  probs = {cid: predictor.probabilities(b)[0] for cid, b in
+           visualize._clip_batches(predictor, 'valid')}  # pylint: disable=protected-access
+  ids = list(probs)
+  table = np.stack([probs[i] for i in ids])     # per emotion, its argmax clip
+  assert drawn == {ids[int(np.argmax(table[:, e]))]
+                   for e in range(table.shape[1])}
+
+
+def test_fe2e_predict_equals_the_evaluation_too(trained, tmp_path):
+  """FE2E (no attention): the serving path equals the evaluation as well.
+
+  Its weights need no training for that: a fresh FE2E state saved as the
+  best checkpoint of a work directory that reads the same built data.
+  """
+  config, _, manifest, _ = trained
+  fe2e = ml_collections.ConfigDict(config.to_dict())
+  fe2e.model = 'fe2e'
+  workdir = tmp_path / 'fe2e'
+  workdir_lib.save_config(str(workdir), fe2e)
+  model = loop.build_model(fe2e)
+  state = loop.init_state(fe2e, model, predict._sample_batch(fe2e))  # pylint: disable=protected-access
+  ckpts = ckpt_lib.Checkpoints(str(workdir))
+  ckpts.save_best(0, state.to_dict(), {
+      'epoch': 0, 'step': 0, 'emotions': sorted(LABELS),
+      'thresholds': [0.5] * len(LABELS), 'metrics': {}})
+  ckpts.close()
+  predictor = predict.load(str(workdir))
+  with pytest.raises(ValueError, match='FE2E has no cross-modal attention'):
+    predictor.attention(predict._sample_batch(fe2e))  # pylint: disable=protected-access
+  expected = eval_probs(predictor, fe2e, 'test')
+  for clip in readers.read_split('manifest', manifest, 'test').clips:
+    got = predictor.predict(clip.video_path, text=clip.text,
+                            audio=clip.audio_path or None, start=clip.start,
+                            end=clip.end)
+    probs = [got['emotions'][n]['probability'] for n in predictor.emotions]
+    np.testing.assert_allclose(probs, expected[clip.clip_id], atol=1e-3)

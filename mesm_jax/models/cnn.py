@@ -198,9 +198,15 @@ class FrameCNN(nn.Module):
   def _sparse_stage(self, s, f, h, active, frame_weight, q, kw):
     """Attention (nucleus) then submanifold stage ``s``; returns kept frac."""
     n_pos = h.shape[1] * h.shape[2]
-    h, keep, _ = CrossModalAttention(
+    valid = active
+    h, keep, probs = CrossModalAttention(
         self.top_p, self.attention_grad, self.dtype, name=f'attn{s}')(
             h, q.astype(self.dtype), active)
+    # Only when 'intermediates' is mutable (an analysis apply; init and the
+    # training step leave it out): Eq. 2's probabilities, Eq. 3's nucleus
+    # and the positions that could be attended, per frame [N, H, W].
+    self.sow('intermediates', f'stage{s}_attention',
+             {'probs': probs, 'keep': keep, 'active': valid})
     kept = keep.sum(axis=(1, 2)) / n_pos
     capacity = nucleus_capacity(n_pos, self.top_p)
     h, active = self._cls(SparseVGGStage)(
