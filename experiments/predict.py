@@ -17,11 +17,12 @@ tokens, whether the caps cut frames or chunks).  A thin layer over
 """
 
 import argparse
+import csv
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 
@@ -38,8 +39,14 @@ def parser() -> argparse.ArgumentParser:
       prog='python experiments/predict.py',
       description='Emotions of new videos from a trained work directory '
                   '(its saved config, checkpoint and validation thresholds).')
-  p.add_argument('videos', nargs='+', metavar='VIDEO',
+  p.add_argument('videos', nargs='*', metavar='VIDEO',
                  help='video file(s); each is one clip')
+  p.add_argument('--clips', default=None, metavar='CSV',
+                 help='a CSV of clips instead of (or besides) VIDEO: columns '
+                      'video, text and optionally audio, start, end (a '
+                      "dataset manifest works too; paths relative to the "
+                      "CSV's folder); --text / --audio / --start / --end "
+                      'fill cells left empty')
   p.add_argument('--workdir', required=True,
                  help='work directory of a training run (config.json, '
                       'checkpoints/)')
@@ -68,6 +75,31 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
+def read_clips(path: str, defaults: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """The clips of a CSV: video, text, audio, start, end (empty: defaults)."""
+  root = Path(path).parent
+  with open(path, newline='', encoding='utf-8') as f:
+    rows = list(csv.DictReader(f))
+  if rows and 'video' not in rows[0]:
+    raise ValueError(f'{path}: no video column')
+  jobs = []
+  for row in rows:
+    job = {'video': str(root / row['video']),
+           'clip_id': (row.get('clip_id') or '').strip() or None}
+    for key in ('text', 'audio', 'start', 'end'):
+      cell = (row.get(key) or '').strip()
+      if not cell:
+        job[key] = defaults.get(key)
+      elif key == 'audio':
+        job[key] = str(root / cell)
+      elif key in ('start', 'end'):
+        job[key] = float(cell)
+      else:
+        job[key] = cell
+    jobs.append(job)
+  return jobs
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Runs the command; returns the exit status (1 if a video failed)."""
   args = parser().parse_args(argv)
@@ -79,21 +111,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  if predictor.needs_text and not (text and text.strip()):
+  if predictor.needs_text and not (text and text.strip()) and not args.clips:
     print(f'error: {predictor.config.model.upper()} reads the transcript: '
           'pass --text or --text_file', file=sys.stderr)
     return 2
-  results, failed = [], 0
-  for video in args.videos:
+  jobs = [dict(video=v, text=text, audio=args.audio, start=args.start,
+               end=args.end) for v in args.videos]
+  if args.clips:
     try:
-      features = predictor.features(video, text=text, audio=args.audio,
-                                    start=args.start, end=args.end)
-      result = predictor.predict(video, text=text, audio=args.audio,
-                                 start=args.start, end=args.end,
-                                 features=features)
+      jobs += read_clips(args.clips, dict(text=text, audio=args.audio,
+                                          start=args.start, end=args.end))
+    except (OSError, ValueError) as e:
+      print(f'error: --clips: {e}', file=sys.stderr)
+      return 2
+  if not jobs:
+    print('error: give VIDEO files or --clips CSV', file=sys.stderr)
+    return 2
+  results, failed = [], 0
+  for job in jobs:
+    video, clip_id = job.pop('video'), job.pop('clip_id', None)
+    try:
+      features = predictor.features(video, clip_id=clip_id, **job)
+      result = predictor.predict(video, features=features, **job)
+      if clip_id:
+        result['clip_id'] = clip_id
       if args.attention and predictor.config.model == 'mesm':
         result['attention'] = str(attention_figure.write(
-            Path(args.attention) / f'{Path(video).stem}.png', features[0],
+            Path(args.attention) / f'{clip_id or Path(video).stem}.png',
+            features[0],
             predictor.attention(features[0]),
             f'{Path(video).name}: predicted {", ".join(result["predicted"])}'
             f' (p > validation thresholds)'))

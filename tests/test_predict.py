@@ -262,3 +262,23 @@ def test_fe2e_predict_equals_the_evaluation_too(trained, tmp_path):
                             end=clip.end)
     probs = [got['emotions'][n]['probability'] for n in predictor.emotions]
     np.testing.assert_allclose(probs, expected[clip.clip_id], atol=1e-3)
+
+
+def test_command_line_reads_a_csv_of_clips(trained, tmp_path, monkeypatch):
+  """--clips: the dataset's own manifest as input; each row its own clip."""
+  _, workdir, manifest, predictor = trained
+  monkeypatch.setattr(predict_cli.predict, 'load', lambda *a: predictor)
+  out = tmp_path / 'pred.json'
+  assert predict_cli.main(['--workdir', str(workdir), '--clips',
+                           str(manifest), '--out', str(out)]) == 0
+  got = {p['clip_id']: p for p in json.loads(out.read_text())['predictions']}
+  clips = [c for s in ('train', 'valid', 'test')
+           for c in readers.read_split('manifest', manifest, s).clips]
+  assert set(got) == {c.clip_id for c in clips}
+  for clip in clips[:2]:
+    direct = predictor.predict(clip.video_path, text=clip.text,
+                               audio=clip.audio_path or None,
+                               start=clip.start, end=clip.end)
+    for name, e in got[clip.clip_id]['emotions'].items():
+      assert e['probability'] == pytest.approx(
+          direct['emotions'][name]['probability'], abs=1e-6)
