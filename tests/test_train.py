@@ -257,16 +257,21 @@ def _check_self_contained_workdir(config, workdir, metrics):
   latest = workdir / 'checkpoints' / 'latest'
   steps = sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit())
   assert len(steps) == 2
-  newest = latest / str(steps[-1])
-  biggest = max((p for p in newest.rglob('*') if p.is_file()),
-                key=lambda p: p.stat().st_size)
-  biggest.write_bytes(biggest.read_bytes()[:biggest.stat().st_size // 2])
+  def truncate(step):
+    biggest = max((p for p in (latest / str(step)).rglob('*') if p.is_file()),
+                  key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:biggest.stat().st_size // 2])
+
+  truncate(steps[-1])
   ckpts = ckpt_lib.Checkpoints(str(workdir))
   restored = ckpts.restore_latest(None)
   assert restored is not None and int(restored[0]['step']) == steps[0]
   assert any(f'step {steps[-1]}' in n and f'using step {steps[0]}' in n
              for n in ckpts.notes)
   ckpts.close()
+  truncate(steps[0])   # no latest checkpoint restores now
+  with pytest.raises(ckpt_lib.CheckpointError, match=f'step {steps[0]}'):
+    ckpt_lib.Checkpoints(str(workdir)).restore_latest(None)
   # --eval_only with no flag repeated (smoke widths and data come from
   # config.json) uses the best checkpoint, whatever happened to the latest.
   assert main.run(['--workdir', str(workdir), '--eval_only']) == 0

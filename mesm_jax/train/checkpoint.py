@@ -19,7 +19,11 @@ lost later) is reported by step and path, and the next older one is used.  Saves
 before each save.
 """
 
+import contextlib
+import io
+import os
 from pathlib import Path
+import time
 from typing import Any, Dict, Optional, Tuple
 
 from absl import logging
@@ -69,10 +73,21 @@ class Checkpoints:
     steps = sorted(manager.all_steps(), reverse=True)
     failed = []
     for step in steps:
+      # A broken checkpoint makes tensorstore's reader threads print asyncio
+      # tracebacks ('Event loop is closed') while the restore fails; they
+      # are kept from the user unless MESM_JAX_TRACEBACK is set.
+      noise = io.StringIO()
+      quiet = (contextlib.nullcontext() if os.environ.get('MESM_JAX_TRACEBACK')
+               else contextlib.redirect_stderr(noise))
       try:
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target),
-            meta=ocp.args.JsonRestore()))
+        with quiet:
+          try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target),
+                meta=ocp.args.JsonRestore()))
+          except Exception:
+            time.sleep(1.0)  # let the failed read's threads finish, quietly
+            raise
       except Exception as e:  # pylint: disable=broad-except
         # orbax raises many kinds (ValueError, OSError, tensorstore errors).
         first = (str(e).strip().splitlines() or [''])[0][:200]

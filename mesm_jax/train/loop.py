@@ -433,9 +433,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         f'{Path(workdir).absolute() / "checkpoints" / "best"};'
         f' train first (the same command without --eval_only)')
   state_dict, best = restored
-  latest = ctx.ckpts.restore_latest(ctx.host_target())
-  run = RunState.from_json(latest[1])
-  ctx.pos_weight = np.asarray(run.pos_weight, np.float32)
+  # The training labels give the run's positive weights again (the latest
+  # checkpoint, which also holds them, may be gone or broken).
+  ctx.pos_weight = compute_pos_weight(ctx.data)
   state = ctx.runner.put_state(ctx.fresh.from_dict(state_dict))
   thresholds, values = evaluate_state(ctx, state)
   results = {**provenance(ctx), 'best_epoch': best['epoch'],
