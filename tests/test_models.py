@@ -186,7 +186,8 @@ def test_text_encoder_subtree_and_labels():
   assert 'token_embed' in params['text_encoder']
   labels = flax.traverse_util.flatten_dict(param_labels(params))
   for path, label in labels.items():
-    assert label == ('text' if path[0] == 'text_encoder' else 'default'), path
+    assert label == ('text' if path[0] in ('text_encoder', 'text_head')
+                     else 'default'), path
   assert 'text' in labels.values() and 'default' in labels.values()
 
 

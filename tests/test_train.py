@@ -51,15 +51,19 @@ def _opt_config(**kw):
   return ml_collections.ConfigDict({**base, **kw})
 
 
-def test_text_encoder_trains_at_lr_over_text_lr_factor():
-  params = {'text_encoder': {'w': jnp.ones(3)}, 'visual_head': {'w': jnp.ones(3)}}
+def test_text_encoder_and_head_train_at_lr_over_text_lr_factor():
+  """The original's slow group: ALBERT and the text classifier t_out."""
+  params = {'text_encoder': {'w': jnp.ones(3)}, 'text_head': {'w': jnp.ones(3)},
+            'visual_head': {'w': jnp.ones(3)}}
   grads = {'text_encoder': {'w': jnp.full(3, 0.5)},
+           'text_head': {'w': jnp.full(3, 3.0)},
            'visual_head': {'w': jnp.full(3, -2.0)}}
   tx = optim.make_optimizer(_opt_config(), params)
   updates, _ = tx.update(grads, tx.init(params), params)
   # Adam's first update is -lr * g / (|g| + eps) = -lr * sign(g).
   np.testing.assert_allclose(updates['visual_head']['w'], 1e-3, rtol=1e-4)
   np.testing.assert_allclose(updates['text_encoder']['w'], -1e-4, rtol=1e-4)
+  np.testing.assert_allclose(updates['text_head']['w'], -1e-4, rtol=1e-4)
 
 
 def _reference_adam(params, grads_per_step, *, lr, text_lr_factor,
@@ -68,7 +72,8 @@ def _reference_adam(params, grads_per_step, *, lr, text_lr_factor,
 
   Clip the whole gradient to global norm ``clip_grad``; add
   ``weight_decay * param``; Adam with bias correction, at
-  ``lr / text_lr_factor`` under ``text_encoder`` and ``lr`` elsewhere.
+  ``lr / text_lr_factor`` under ``text_encoder`` and ``text_head``, ``lr``
+  elsewhere.
   Returns the update of every step.
   """
   p = {k: np.asarray(v, np.float64) for k, v in params.items()}
@@ -86,7 +91,7 @@ def _reference_adam(params, grads_per_step, *, lr, text_lr_factor,
       m[k] = b1 * m[k] + (1 - b1) * d
       v[k] = b2 * v[k] + (1 - b2) * d ** 2
       m_hat, v_hat = m[k] / (1 - b1 ** t), v[k] / (1 - b2 ** t)
-      rate = lr / text_lr_factor if k == 'text_encoder' else lr
+      rate = lr / text_lr_factor if k in ('text_encoder', 'text_head') else lr
       step[k] = -rate * m_hat / (np.sqrt(v_hat) + eps)
     p = {k: p[k] + step[k] for k in p}
     updates.append(step)

@@ -135,9 +135,9 @@ HELP = {
                   '(paper: MESM 2, FE2E 8; set with --model unless given)',
     'eval_batch_size': 'global evaluation batch (clips); rounded up to a '
                        'multiple of the devices used',
-    'lr': 'Adam learning rate of every parameter except the text encoder\'s',
-    'text_lr_factor': 'the text encoder trains at lr / text_lr_factor '
-                      '(paper: 10)',
+    'lr': 'Adam learning rate of every parameter except the text model\'s',
+    'text_lr_factor': 'the text encoder and the text head train at lr / '
+                      'text_lr_factor (paper: 10)',
     'weight_decay': 'L2 term weight_decay * param added to the gradient '
                     'before Adam (torch.optim.Adam\'s, not AdamW); 0 = off',
     'clip_grad': 'clip the whole gradient to this global L2 norm before Adam; '

@@ -80,14 +80,19 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       conv_chunk=int(config.conv_chunk))
 
 
+# The text model's part, which trains at lr / text_lr_factor: the encoder
+# and its classifier, as in the original's two Adam parameter groups.
+TEXT_GROUP = ('text_encoder', 'text_head')
+
+
 def param_labels(params):
-  """Pytree like ``params``: ``'text'`` under ``text_encoder``, else ``'default'``.
+  """Pytree like ``params``: ``'text'`` under ``TEXT_GROUP``, else ``'default'``.
 
   Accepts the ``params`` collection (or a variables dict holding it).
   """
   def label(path, _):
     keys = [getattr(k, 'key', None) for k in path]
-    return 'text' if 'text_encoder' in keys[:2] else 'default'
+    return 'text' if set(TEXT_GROUP) & set(keys[:2]) else 'default'
   return jax.tree_util.tree_map_with_path(label, params)
 
 

@@ -1,7 +1,8 @@
 """Optimiser and loss of the paper's training.
 
-Adam at ``lr`` for every parameter except the text encoder's, which trains at
-``lr / text_lr_factor`` (the authors: 5e-5 and 5e-6).  Optional global-norm
+Adam at ``lr`` for every parameter except the text model's (the encoder and
+the text head, ``models.TEXT_GROUP``), which train at ``lr / text_lr_factor``
+(the authors: 5e-5 and 5e-6).  Optional global-norm
 clipping (``clip_grad`` > 0) on the whole gradient before Adam, and weight
 decay (``weight_decay`` > 0) added to the gradient before Adam's moments as
 ``torch.optim.Adam(weight_decay=...)`` does (an L2 term, not AdamW).
@@ -23,7 +24,7 @@ import optax
 
 from mesm_jax import models
 
-# The groups of ``models.param_labels``: the text encoder, everything else.
+# The groups of ``models.param_labels``: the text model, everything else.
 TEXT, DEFAULT = 'text', 'default'
 
 
