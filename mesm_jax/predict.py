@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from data_pipelines import preprocess
 from data_pipelines.readers.common import Clip
+from data_pipelines.tfds import base as tfds_base
 from data_pipelines.tfds import prepare
 import mesm_jax
 from mesm_jax import input_pipeline
@@ -121,20 +122,11 @@ class Predictor:
                 video_path=str(video), start=start, end=end)
     arrays = preprocess.compute_clip(clip, preprocess.Options(
         c.img_interval, c.log_mel, c.face_detector))
-    ids, mask = self._tokenizer.encode([text], c.text_max_len)
-    example = {
-        'faces': tf.constant(arrays['faces']),                  # uint8
-        'spec': tf.constant(arrays['spec'].astype(np.float16)),  # as stored
-        'text_ids': tf.constant(np.asarray(ids)[0].astype(np.int32)),
-        'text_mask': tf.constant(np.asarray(mask)[0].astype(np.int32)),
-        'labels': tf.zeros((c.num_emotions,), tf.float32),
-        'clip_id': tf.constant(clip_id),
-    }
-    one = input_pipeline.prepare_clip(example, c.max_frames, c.max_chunks,
-                                      self._shapes)
-    batch = input_pipeline.finish_batch(
-        {k: tf.expand_dims(v, 0) for k, v in one.items()}, 1)
-    batch = {k: v.numpy() for k, v in batch.items()}
+    # The TFDS builder's own example (checks and tokens), as stored.
+    example = tfds_base.to_tfds_example(
+        clip_id, preprocess.make_example(clip, arrays), self._tokenizer,
+        c.text_max_len, c.num_emotions)
+    bucket, batch = _one_clip_batch(example, c, self._shapes)
     frames, chunks = arrays['faces'].shape[0], arrays['spec'].shape[0]
     used = {
         'clip_id': clip_id,
@@ -151,7 +143,7 @@ class Predictor:
         'audio_rate': int(arrays['audio_rate']),
         'tokens': int(batch['text_mask'].sum()),
         'text_max_len': int(c.text_max_len),
-        'bucket': list(self._shapes[int(one['bucket'])]),
+        'bucket': list(self._shapes[bucket]),
     }
     return batch, used
 
@@ -266,7 +258,7 @@ def load(workdir: str, checkpoint: str = 'best') -> Predictor:
                               'train first')
     state_dict, meta = restored
     best = ckpts.best_meta()
-    notes = list(getattr(ckpts, 'notes', []))  # checkpoints skipped as broken
+    notes = list(ckpts.notes)  # checkpoints skipped as broken
   finally:
     ckpts.close()
   thresholds = None if best is None else best.get('thresholds')
@@ -285,19 +277,31 @@ def _sample_batch(config) -> Dict[str, np.ndarray]:
   shapes are those of real batches.
   """
   example = {
-      'faces': tf.zeros((1, 48, 48, 3), tf.uint8),
-      'spec': tf.zeros((1, 128, 32), tf.float16),
-      'text_ids': tf.zeros((config.text_max_len,), tf.int32),
-      'text_mask': tf.ones((config.text_max_len,), tf.int32),
-      'labels': tf.zeros((config.num_emotions,), tf.float32),
-      'clip_id': tf.constant('sample'),
+      'faces': np.zeros((1, 48, 48, 3), np.uint8),
+      'spec': np.zeros((1, 128, 32), np.float16),
+      'text_ids': np.zeros((config.text_max_len,), np.int32),
+      'text_mask': np.ones((config.text_max_len,), np.int32),
+      'labels': np.zeros((config.num_emotions,), np.float32),
+      'clip_id': 'sample',
   }
   shapes = input_pipeline.bucket_shapes(config.max_frames, config.max_chunks)
-  one = input_pipeline.prepare_clip(example, config.max_frames,
-                                    config.max_chunks, shapes)
+  return _one_clip_batch(example, config, shapes)[1]
+
+
+def _one_clip_batch(example: Dict[str, Any], config,
+                    shapes) -> Tuple[int, Dict[str, np.ndarray]]:
+  """(bucket, batch of one): a stored example through the tf.data rules.
+
+  ``input_pipeline.prepare_clip`` (caps, bucket padding) and
+  ``finish_batch`` (normalisation), run eagerly on the example's arrays.
+  """
+  keys = ('faces', 'spec', 'text_ids', 'text_mask', 'labels', 'clip_id')
+  one = input_pipeline.prepare_clip({k: tf.constant(example[k]) for k in keys},
+                                    config.max_frames, config.max_chunks,
+                                    shapes)
   batch = input_pipeline.finish_batch(
       {k: tf.expand_dims(v, 0) for k, v in one.items()}, 1)
-  return {k: v.numpy() for k, v in batch.items()}
+  return int(one['bucket']), {k: v.numpy() for k, v in batch.items()}
 
 
 def label_names(config, best_meta: Optional[Dict[str, Any]]

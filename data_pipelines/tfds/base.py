@@ -178,6 +178,25 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       return Path(self._splits_dir).expanduser()
     return raw_dir / 'splits' if self.builder_config.synthetic else None
 
+  def source_files(self, splits_dir: Path | None) -> list[Path]:
+    """The files that say which clips go to which split."""
+    return split_files(self.DATASET, splits_dir)
+
+  def source_record(self, raw_dir: str | Path) -> dict[str, str]:
+    """What a build from ``raw_dir`` reads: its source and split contents.
+
+    Stored in the built data's metadata (``info.metadata['source']``) and
+    compared with what a later run asks for (``prepare.check_source``).
+    """
+    raw_dir = Path(raw_dir).expanduser()
+    splits = self.splits_dir_for(raw_dir)
+    digest = hashlib.sha1()
+    for path in self.source_files(splits):
+      digest.update(path.read_bytes())
+    return {'raw_dir': str(self.reader_source(raw_dir).resolve()),
+            'split_files': str(splits.resolve()) if splits else 'shipped',
+            'split_ids_sha1': digest.hexdigest()}
+
   def _log_download_bytes(self) -> None:
     # TFDS would print "Downloading and preparing dataset Unknown size": the
     # data comes from the manual dir, nothing is downloaded.
@@ -231,8 +250,7 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           f'{splits_dir} does not exist (a synthetic raw dir holds its own '
           f'splits/; generate it with '
           f'data_pipelines.synthetic.write_{self.DATASET}_raw).')
-    self.info.metadata['source'] = source_record(
-        self.DATASET, self.reader_source(raw_dir), splits_dir)
+    self.info.metadata['source'] = self.source_record(raw_dir)
     return {split: self._generate_examples(raw_dir, split, cache_dir,
                                            splits_dir) for split in SPLITS}
 
@@ -272,25 +290,6 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 def split_files(dataset: str, splits_dir: Path | None) -> list[Path]:
   """The train / valid / test files a build reads (shipped if None)."""
   return [readers.split_file(dataset, s, splits_dir) for s in SPLITS]
-
-
-def source_record(dataset: str, raw_dir: str | Path,
-                  splits_dir: str | Path | None) -> dict[str, str]:
-  """What a build reads: the raw dir and the split files' contents.
-
-  Stored in the built data's metadata (``info.metadata['source']``) and
-  compared with what a later run asks for (``prepare.check_source``).
-  """
-  splits = Path(splits_dir) if splits_dir else None
-  digest = hashlib.sha1()
-  # A manifest holds its own splits (raw_dir is the manifest file).
-  files = [Path(raw_dir)] if dataset == 'manifest' else split_files(dataset,
-                                                                    splits)
-  for path in files:
-    digest.update(path.read_bytes())
-  return {'raw_dir': str(Path(raw_dir).expanduser().resolve()),
-          'split_files': str(splits.resolve()) if splits else 'shipped',
-          'split_ids_sha1': digest.hexdigest()}
 
 
 def no_clip_message(name: str, split: str, raw_dir: Path,

@@ -49,6 +49,10 @@ class ManifestE2e(base.E2EBuilder):
     del raw_dir  # the manifest names its files
     return Path(self.builder_config.manifest).expanduser().resolve()
 
+  def source_files(self, splits_dir: Path | None) -> list[Path]:
+    del splits_dir  # always None: its split column says it
+    return [self.reader_source(Path())]
+
   def _cache_key(self, raw_dir: Path) -> str:
     """One preprocessing cache per manifest file and contents."""
     path = self.reader_source(raw_dir)

@@ -144,11 +144,7 @@ def check_source(builder: base.E2EBuilder,
       logging.warning('%s was built before sources were recorded: cannot check '
                       'that it comes from %s', path, raw_dir)
     return
-  source = (builder.reader_source(Path(raw_dir)) if raw_dir is not None
-            else stored['raw_dir'])
-  wanted = base.source_record(
-      builder.DATASET, source,
-      builder.splits_dir_for(Path(raw_dir or stored['raw_dir'])))
+  wanted = builder.source_record(raw_dir or stored['raw_dir'])
   keys = ['split_ids_sha1'] + (['raw_dir'] if raw_dir is not None else [])
   differ = [k for k in keys if stored.get(k) != wanted[k]]
   if not differ:
