@@ -1,7 +1,7 @@
 """mesm-jax: MESM and FE2E (Dai et al., NAACL 2021) in JAX/Flax.
 
-The public API: ``get_config`` (``mesm_jax.configs``), ``build_model`` and
-``param_labels`` (``mesm_jax.models``) and the nucleus rule
+The public API: ``get_config`` (``mesm_jax.configs``), ``build_model``,
+``param_labels`` and ``pytorch_init`` (``mesm_jax.models``) and the nucleus rule
 (``nucleus_capacity``, ``nucleus_mask``, ``nucleus_topk``;
 ``mesm_jax.nucleus``).
 
@@ -22,13 +22,14 @@ from mesm_jax.configs import get_config
 _LAZY = {
     'build_model': 'mesm_jax.models',
     'param_labels': 'mesm_jax.models',
+    'pytorch_init': 'mesm_jax.models',
     'nucleus_capacity': 'mesm_jax.nucleus',
     'nucleus_mask': 'mesm_jax.nucleus',
     'nucleus_topk': 'mesm_jax.nucleus',
 }
 
 __all__ = ['build_model', 'get_config', 'nucleus_capacity', 'nucleus_mask',
-           'nucleus_topk', 'param_labels']
+           'nucleus_topk', 'param_labels', 'pytorch_init']
 __version__ = '0.1.0'
 
 

@@ -126,12 +126,17 @@ def make_batch(config, batch: int, frames: int, chunks: int,
 def build(config, text: str = 'config', seed: int = 0,
           sample: Optional[Dict[str, np.ndarray]] = None):
   """(model, variables) for ``config``; ``text='albert_base'`` swaps in an
-  ALBERT-base-sized random encoder, ``'config'`` keeps the config's."""
+  ALBERT-base-sized random encoder, ``'config'`` keeps the config's.  The
+  parameters follow ``config.init`` as in training (``'pytorch'``: redrawn
+  by ``models.pytorch_init``)."""
   encoder = albert_base_encoder() if text == 'albert_base' else None
   model = models.build_model(config, text_encoder=encoder)
   if sample is None:
     sample = make_batch(config, 1, 2, 2)
   variables = jax.jit(lambda s: model.init(jax.random.key(seed), s))(sample)
+  if config.get('init', 'flax') == 'pytorch':
+    variables = {**variables, 'params': models.pytorch_init(
+        variables['params'], jax.random.fold_in(jax.random.key(seed), 3))}
   return model, variables
 
 

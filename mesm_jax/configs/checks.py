@@ -1,13 +1,15 @@
 """Range checks of config values, before any work starts.
 
 ``check(config)`` raises one ``ValueError`` that lists every bad value (a
-batch of 0 clips, negative epochs, a dropout of 1, ...).  The command line
-runs it right after parsing the flags, the training loop before it builds
-anything; what needs the model code (widths that fit together, modalities,
-``conv_chunk``) is checked by ``mesm_jax.build_model``.
+batch of 0 clips, negative epochs, a dropout of 1, an unknown ``init``,
+...).  The command line runs it right after parsing the flags, the training
+loop before it builds anything; what needs the model code (widths that fit
+together, modalities, ``conv_chunk``) is checked by ``mesm_jax.build_model``.
 """
 
 from typing import List
+
+from mesm_jax.configs.default import CHOICES
 
 POSITIVE_INTS = (
     'batch_size', 'eval_batch_size', 'epochs', 'num_emotions', 'img_interval',
@@ -40,6 +42,8 @@ def problems(config) -> List[str]:
   if any(not w >= 1 for w in config.cnn_features):
     out.append(f'cnn_features must be positive widths, got '
                f'{tuple(config.cnn_features)}')
+  if 'init' in config and config.init not in CHOICES['init']:
+    out.append(f"init must be one of {CHOICES['init']}, got {config.init!r}")
   return out
 
 

@@ -34,6 +34,7 @@ CHOICES = {
     'parallel': ('pmap', 'shard_map'),
     'face_detector': ('mtcnn', 'center'),
     'text_rule': ('last_colon', 'full'),
+    'init': ('pytorch', 'flax'),
 }
 
 HELP = {
@@ -126,6 +127,12 @@ HELP = {
              'the loss is computed in float32)',
     'remat': 'rematerialise the CNN stages in the backward pass: less '
              'memory, more compute',
+    'init': 'initial parameters: pytorch (faithful: the original\'s PyTorch '
+            'defaults, e.g. Linear and conv weights and biases uniform in '
+            '+-1/sqrt(fan_in), self-attention in-projection xavier uniform, '
+            'CLS N(0, 1); docs/training.md) | flax (Flax\'s defaults: LeCun '
+            'normal kernels, zero biases, CLS N(0, 0.02)). The text encoder '
+            'and the checkpoint layout are the same either way',
     'conv_chunk': 'dense convolutions compute their kernel gradient in chunks '
                   'of at most this many frames; -1: 16 on CPU, one piece on '
                   'GPU/TPU; 0: one piece. The same numbers either way',
@@ -203,6 +210,7 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.dtype = 'float32'
   c.remat = False
   c.conv_chunk = -1
+  c.init = 'pytorch'
 
   # --- training ----------------------------------------------------------
   c.epochs = 40

@@ -16,6 +16,7 @@ from mesm_jax.models.attention import CrossModalAttention
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
 from mesm_jax.models.conv import check_chunk
+from mesm_jax.models.init import INITS, pytorch_init
 from mesm_jax.models.multimodal import MultimodalModel
 from mesm_jax.models.sparse import gathered_stage, masked_stage
 from mesm_jax.models.text import ScratchTextEncoder, build_text_encoder
@@ -97,7 +98,8 @@ def param_labels(params):
 
 
 __all__ = [
-    'CrossModalAttention', 'FrameCNN', 'MaskedBatchNorm', 'MultimodalModel',
-    'ScratchTextEncoder', 'build_model', 'build_text_encoder',
-    'gathered_stage', 'masked_stage', 'param_labels',
+    'CrossModalAttention', 'FrameCNN', 'INITS', 'MaskedBatchNorm',
+    'MultimodalModel', 'ScratchTextEncoder', 'build_model',
+    'build_text_encoder', 'gathered_stage', 'masked_stage', 'param_labels',
+    'pytorch_init',
 ]

@@ -68,13 +68,24 @@ def build_model(config):
 
 def init_state(config, model,
                sample: Dict[str, np.ndarray]) -> step_lib.TrainState:
-  """Fresh parameters (pretrained text encoder unless 'scratch') and Adam."""
+  """Fresh parameters (pretrained text encoder unless 'scratch') and Adam.
+
+  ``config.init``: 'flax' keeps the values of ``model.init``; 'pytorch'
+  draws them again by PyTorch's default rules (``models.pytorch_init``), all
+  but the text encoder's.
+  """
+  if config.init not in models.INITS:
+    raise ValueError(f'init must be one of {models.INITS}, got '
+                     f'{config.init!r}')
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
   sample = jax.tree.map(lambda x: x[:1], step_lib.model_inputs(sample))
   init = jax.jit(functools.partial(model.init, train=False))
   variables = init({'params': init_rng, 'dropout': dropout_rng}, sample)
   params = dict(variables['params'])
+  if config.init == 'pytorch':
+    # A fourth key of the seed: the three above (and so init='flax') stay.
+    params = models.pytorch_init(params, jax.random.fold_in(rng, 3))
   if config.text_model != 'scratch':
     params['text_encoder'] = text.load_pretrained_params(config)
   params = jax.device_get(params)
