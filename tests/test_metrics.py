@@ -57,12 +57,25 @@ def test_weighted_accuracy_is_the_mosei_formula(seed):
 
 
 @pytest.mark.parametrize('seed', range(3))
-def test_weighted_f1_equals_sklearn_weighted_average(seed):
+def test_weighted_f1_variants_equal_sklearn(seed):
   probs, labels = _random_case(seed)
   preds = probs > 0.5
+  # Multilabel 'weighted': emotions weighted by their positive counts.
   np.testing.assert_allclose(
-      metrics.weighted_f1(preds, labels),
+      metrics.multilabel_weighted_f1(preds, labels),
       _sk(skm.f1_score, labels, preds, average='weighted'))
+  # The original's MOSEI evaluator: binary 'weighted' per emotion, then mean.
+  per_emotion = [_sk(skm.f1_score, labels[:, e], preds[:, e],
+                     average='weighted') for e in range(labels.shape[1])]
+  np.testing.assert_allclose(metrics.class_weighted_f1(preds, labels),
+                             per_emotion)
+  out = metrics.compute_metrics(probs, labels, np.full(6, 0.5), EMOTIONS,
+                                'mosei')
+  np.testing.assert_allclose(out['f1_class_weighted/avg'],
+                             np.mean(per_emotion))
+  np.testing.assert_allclose(out[f'f1_class_weighted/{EMOTIONS[2]}'],
+                             per_emotion[2])
+  assert 'f1_weighted' not in out   # the ambiguous name is gone
 
 
 def test_degenerate_no_positives_and_all_positives():
@@ -95,7 +108,13 @@ def test_degenerate_no_positives_and_all_positives():
   zeros = np.zeros((n, 3), bool)
   assert np.all(metrics.f1(zeros, zeros) == 0)
   assert np.all(metrics.accuracy(zeros, zeros) == 1)
-  assert metrics.weighted_f1(zeros, zeros) == 0.0
+  assert metrics.multilabel_weighted_f1(zeros, zeros) == 0.0
+  # Only the negative class present and predicted: 1, as sklearn.
+  assert np.all(metrics.class_weighted_f1(zeros, zeros) == 1)
+  for e in (0, 1):
+    np.testing.assert_allclose(
+        metrics.class_weighted_f1(preds, labels)[e],
+        _sk(skm.f1_score, labels[:, e], preds[:, e], average='weighted'))
   assert metrics.choose_thresholds(probs * 0, zeros).tolist() == [0.05] * 3
 
 

@@ -12,8 +12,17 @@ strictly above the threshold.
 
 Headline metrics: IEMOCAP accuracy and F1; CMU-MOSEI (and the synthetic data,
 which follows the MOSEI layout) weighted accuracy and F1, per emotion and
-averaged over the emotions.  Also reported: precision, recall, ROC AUC and the
-support-weighted F1 (sklearn's ``average='weighted'``).
+averaged over the emotions.  Also reported: precision, recall, ROC AUC and
+two F1 variants that carry "weighted" in sklearn's vocabulary but are
+different numbers:
+  * ``f1_multilabel_weighted``: the per-emotion (positive-class) F1 averaged
+    over emotions, weighted by each emotion's number of positive clips
+    (sklearn's ``f1_score(Y, P, average='weighted')`` on the [N, E] matrix);
+  * ``f1_class_weighted/<emotion>``: the original's (unused) MOSEI evaluator:
+    per emotion, sklearn's binary ``f1_score(y, p, average='weighted')``, the
+    F1 of the positive and of the negative class weighted by their support;
+    ``f1_class_weighted/avg`` is their mean over emotions, as that evaluator
+    reports it.
 
 Degenerate cases (documented values, no exception):
   * precision, recall, F1 with a zero denominator are 0 (sklearn's
@@ -25,7 +34,10 @@ Degenerate cases (documented values, no exception):
     positive rate alone (as sklearn's ``balanced_accuracy_score``).
   * ROC AUC with a single class present is undefined: NaN, and averages skip
     NaN entries (NaN when every entry is NaN).
-  * support-weighted F1 with no positive clip at all is 0.
+  * ``f1_multilabel_weighted`` with no positive clip at all is 0.
+  * ``f1_class_weighted`` of an emotion counts only the classes present in
+    the labels (a class absent from them has weight 0), so an emotion with
+    no positive clip, predicted all negative, scores 1 (as sklearn).
 """
 
 from typing import Dict, Mapping, Optional, Sequence
@@ -104,12 +116,25 @@ def roc_auc(scores, labels) -> np.ndarray:
   return out
 
 
-def weighted_f1(preds, labels) -> float:
-  """Support-weighted mean of the per-emotion F1 (sklearn 'weighted')."""
+def multilabel_weighted_f1(preds, labels) -> float:
+  """Per-emotion F1 averaged with the emotions' positive counts as weights
+  (sklearn's multilabel ``average='weighted'``)."""
   support = np.asarray(labels, bool).sum(axis=0)
   if support.sum() == 0:
     return 0.0
   return float(np.sum(f1(preds, labels) * support) / support.sum())
+
+
+def class_weighted_f1(preds, labels) -> np.ndarray:
+  """Per emotion [E]: F1 of the positive and of the negative class, weighted
+  by their support (sklearn's binary ``average='weighted'``; the original's
+  MOSEI evaluator).  NaN for zero clips."""
+  tp, fp, tn, fn = confusion_counts(preds, labels)
+  pos, neg = tp + fn, tn + fp
+  f1_neg = _safe_div(2 * tn, 2 * tn + fn + fp)
+  total = pos + neg
+  return np.where(total > 0, (f1(preds, labels) * pos + f1_neg * neg)
+                  / np.maximum(total, 1), np.nan)
 
 
 def choose_thresholds(probs: np.ndarray, labels: np.ndarray,
@@ -128,6 +153,7 @@ def _nanmean(x: np.ndarray) -> float:
 METRIC_FNS = {
     'acc': accuracy, 'mosei_wacc': weighted_accuracy, 'f1': f1,
     'precision': precision, 'recall': recall,
+    'f1_class_weighted': class_weighted_f1,
 }
 
 
@@ -137,18 +163,19 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray,
   """Every metric of ``dataset``'s set, per emotion and averaged.
 
   Returns a flat dict ``{'<metric>/<emotion>': v, '<metric>/avg': v,
-  'f1_weighted': v, 'num_clips': n}``; the caller adds the split prefix.
+  'f1_multilabel_weighted': v, 'num_clips': n}`` (the metrics of the set and
+  ``f1_class_weighted``); the caller adds the split prefix.
   """
   labels = np.asarray(labels) > 0.5
   preds = np.asarray(probs) > np.asarray(thresholds)[None, :]
   out = {}
-  for name in METRIC_SETS[_metric_set(dataset)]:
+  for name in METRIC_SETS[_metric_set(dataset)] + ('f1_class_weighted',):
     values = (roc_auc(probs, labels) if name == 'auc'
               else METRIC_FNS[name](preds, labels))
     for emotion, v in zip(emotions, values):
       out[f'{name}/{emotion}'] = float(v)
     out[f'{name}/avg'] = _nanmean(values)
-  out['f1_weighted'] = weighted_f1(preds, labels)
+  out['f1_multilabel_weighted'] = multilabel_weighted_f1(preds, labels)
   out['num_clips'] = int(labels.shape[0])
   return out
 
