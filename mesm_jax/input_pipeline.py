@@ -68,7 +68,9 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
 
   Args:
     config: a mesm_jax config (dataset, the data fields of
-      ``builder_config``, data_dir, raw_dir and seed are read).
+      ``builder_config``, data_dir, raw_dir, seed and beam_options are
+      read; ``beam_options`` non-empty: preprocess with Apache Beam, the
+      same data).
     raw_dir: the raw release (TFDS manual dir); default ``config.raw_dir``,
       for 'synthetic' ``<data_dir>/synthetic_raw`` (generated when absent).
       Data already built from another raw dir or other split files
@@ -88,7 +90,8 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
       raw_dir=raw_dir or config.raw_dir or None,
       data_dir=data_dir or config.data_dir or None,
       splits_dir=config.splits_dir or None, num_workers=num_workers,
-      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress)
+      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress,
+      beam_options=config.get('beam_options') or None)
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,11 @@ training side's tf.data pipeline only caps, pads and normalises:
 F and C vary per clip (no cap at build time); L is ``text_max_len`` of the
 builder config.  The heavy work (video decoding, face detection, mel
 spectrograms) is done by ``data_pipelines.preprocess.iter_examples``, which
-keeps a per-clip cache so an interrupted build resumes.
+keeps a per-clip cache so an interrupted build resumes.  Built with Beam
+pipeline options (``DownloadConfig(beam_options=...)``, ``tfds build
+--beam_pipeline_options ...``), the same per-clip function and cache run as
+an Apache Beam transform instead (``data_pipelines.beam``), with the same
+examples and the same skip report (``info.metadata['skip_report']``).
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, *, num_workers: int | None = None,
                progress: bool = True, splits_dir: str | Path | None = None,
-               **kwargs):
+               beam_options: Any = None, **kwargs):
     """As a TFDS builder, and how to build.
 
     Args:
@@ -154,11 +158,19 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       splits_dir: folder of train.txt / valid.txt / test.txt (clip ids, one
         a line) to build from; default the authors' (shipped) split files,
         for a synthetic config ``<manual_dir>/splits``.
+      beam_options: build with Apache Beam: pipeline options as
+        'runner=DirectRunner,direct_num_workers=4' or ``PipelineOptions``,
+        used when ``download_and_prepare`` gets none; None / '': locally
+        with ``num_workers`` processes (unless the download config has Beam
+        options).  Not part of the data: every runner builds the same.
       **kwargs: ``tfds.core.GeneratorBasedBuilder``'s (config, data_dir).
     """
     self._num_workers = num_workers
     self._progress = progress
     self._splits_dir = splits_dir
+    self._beam_options = beam_options or None
+    self._beam = False          # this build runs on Apache Beam
+    self._beam_splits: dict[str, Any] = {}
     super().__init__(**kwargs)
 
   def label_names(self) -> tuple[str, ...]:
@@ -203,6 +215,25 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if self._progress:
       print(f'Building {self.name}/{self.builder_config.name} (once) into '
             f'{self.data_dir}', flush=True)
+
+  def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
+                            download_config: tfds.download.DownloadConfig
+                            ) -> None:
+    # Beam options (or a runner) given: the splits are Beam transforms.
+    if self._beam_options and download_config.beam_options is None and (
+        download_config.beam_runner is None):
+      from data_pipelines import beam as dp_beam  # pylint: disable=g-import-not-at-top
+      download_config = dataclasses.replace(
+          download_config,
+          beam_options=dp_beam.pipeline_options(self._beam_options))
+    self._beam = (download_config.beam_options is not None or
+                  download_config.beam_runner is not None)
+    self._beam_splits = {}
+    if self._beam and self._progress:
+      print(f'{self.name}/{self.builder_config.name}: preprocessing with '
+            'Apache Beam', flush=True)
+    super()._download_and_prepare(dl_manager=dl_manager,
+                                  download_config=download_config)
 
   def _log_download_done(self) -> None:
     if self._progress:
@@ -264,10 +295,57 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return f'{self.DATASET}-{digest}'
 
   def _generate_examples(self, raw_dir: Path, split: str, cache_dir: Path,
-                         splits_dir: Path | None
-                         ) -> Iterator[tuple[str, dict[str, Any]]]:
+                         splits_dir: Path | None):
+    """(clip_id, example) pairs: an iterator, or a Beam PTransform."""
+    if self._beam:
+      return self._beam_examples(raw_dir, split, cache_dir, splits_dir)
+    return self._local_examples(raw_dir, split, cache_dir, splits_dir)
+
+  def _converter(self) -> 'ToTfds':
     c = self.builder_config
-    tokenizer = c.tokenizer()
+    return ToTfds(c.text_model, c.text_checkpoint, c.scratch_vocab_size,
+                  c.text_max_len, len(self.label_names()))
+
+  def _beam_examples(self, raw_dir: Path, split: str, cache_dir: Path,
+                     splits_dir: Path | None):
+    """The Beam path: the per-clip function of ``_local_examples`` and its
+    cache as a PTransform (``data_pipelines.beam``); its report is collected
+    in ``_process_pipeline_result``."""
+    from data_pipelines import beam as dp_beam  # pylint: disable=g-import-not-at-top
+    c = self.builder_config
+    convert = self._converter()
+    convert.tokenizer()     # a missing tokenizer fails here, not on workers
+    transform = dp_beam.examples_transform(
+        self.DATASET, self.reader_source(raw_dir), split, cache_dir=cache_dir,
+        img_interval=c.img_interval, log_mel=c.log_mel,
+        face_detector=c.face_detector, splits_dir=splits_dir,
+        text_rule=c.text_rule, convert=convert)
+    self._beam_splits[split] = (transform, raw_dir, splits_dir, cache_dir)
+    return transform
+
+  def _process_pipeline_result(self, pipeline_result) -> None:
+    """After a Beam build: the skip report of every split (as locally)."""
+    super()._process_pipeline_result(pipeline_result)
+    for split, (transform, raw_dir, splits_dir, cache_dir) in (
+        self._beam_splits.items()):
+      report = transform.finish()
+      self._record_report(report)
+      if not report.yielded:
+        raise ValueError(no_clip_message(
+            f'{self.name}/{self.builder_config.name}', split, raw_dir,
+            splits_dir, cache_dir, report))
+
+  def _record_report(self, report: preprocess.SkipReport) -> None:
+    """Stores what a split's preprocessing skipped in the dataset info."""
+    records = dict(self.info.metadata.get('skip_report') or {})
+    records[report.split] = skip_record(report)
+    self.info.metadata['skip_report'] = records
+
+  def _local_examples(self, raw_dir: Path, split: str, cache_dir: Path,
+                      splits_dir: Path | None
+                      ) -> Iterator[tuple[str, dict[str, Any]]]:
+    c = self.builder_config
+    convert = self._converter()
     options = {'text_rule': c.text_rule} if self.DATASET == 'iemocap' else {}
     report = preprocess.SkipReport()
     examples = preprocess.iter_examples(
@@ -279,12 +357,45 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     count = 0
     for clip_id, ex in examples:
       count += 1
-      yield clip_id, to_tfds_example(clip_id, ex, tokenizer, c.text_max_len,
-                                     len(self.label_names()))
+      yield clip_id, convert(clip_id, ex)
+    self._record_report(report)
     if not count:
       raise ValueError(no_clip_message(
           f'{self.name}/{c.name}', split, raw_dir, splits_dir, cache_dir,
           report))
+
+
+def skip_record(report: preprocess.SkipReport) -> dict[str, Any]:
+  """What ``info.metadata['skip_report'][split]`` holds (local = Beam)."""
+  return {'in_split_file': report.in_split_file,
+          'examples': report.yielded,
+          'missing': len(report.missing),
+          'skipped': dict(sorted(report.skipped.items())),
+          'skipped_ids': list(report.skipped_ids)}
+
+
+class ToTfds:
+  """Preprocessed example -> TFDS example; a picklable Beam step too (the
+  tokenizer is built once per unpickled copy, i.e. per Beam worker)."""
+
+  def __init__(self, text_model: str, text_checkpoint: str,
+               scratch_vocab_size: int, text_max_len: int,
+               num_labels: int = NUM_EMOTIONS):
+    self.tokenizer_args = (text_model, text_checkpoint, scratch_vocab_size)
+    self.text_max_len, self.num_labels = text_max_len, num_labels
+    self._tokenizer = None
+
+  def tokenizer(self) -> text.tokenizer.TextTokenizer:
+    if self._tokenizer is None:
+      self._tokenizer = text.get_tokenizer(*self.tokenizer_args)
+    return self._tokenizer
+
+  def __getstate__(self) -> dict[str, Any]:
+    return {**self.__dict__, '_tokenizer': None}
+
+  def __call__(self, clip_id: str, ex: dict[str, Any]) -> dict[str, Any]:
+    return to_tfds_example(clip_id, ex, self.tokenizer(), self.text_max_len,
+                           self.num_labels)
 
 
 def split_files(dataset: str, splits_dir: Path | None) -> list[Path]:

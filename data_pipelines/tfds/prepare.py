@@ -63,11 +63,18 @@ def data_dir_path(data_dir: str | Path | None) -> Path:
 
 
 def get_builder(dataset: str, config: base.E2EConfig, *,
-                data_dir: str | Path | None = None, **kwargs
+                data_dir: str | Path | None = None,
+                beam_options: str | None = None, **kwargs
                 ) -> base.E2EBuilder:
-  """The (possibly not yet prepared) builder of ``dataset`` and ``config``."""
+  """The (possibly not yet prepared) builder of ``dataset`` and ``config``.
+
+  ``beam_options`` ('k=v,k=v' Beam pipeline options, None / '' = none): its
+  ``download_and_prepare`` preprocesses with Apache Beam; other ``kwargs``
+  are ``base.E2EBuilder``'s (num_workers, progress, splits_dir).
+  """
   return builder_class(dataset)(config=config,
-                                data_dir=str(data_dir_path(data_dir)), **kwargs)
+                                data_dir=str(data_dir_path(data_dir)),
+                                beam_options=beam_options or None, **kwargs)
 
 
 def prepare(dataset: str, config: base.E2EConfig, *,
@@ -76,7 +83,8 @@ def prepare(dataset: str, config: base.E2EConfig, *,
             splits_dir: str | Path | None = None,
             num_workers: int | None = None,
             synthetic_clips: int | None = None, seed: int = 0,
-            progress: bool = True) -> base.E2EBuilder:
+            progress: bool = True,
+            beam_options: str | None = None) -> base.E2EBuilder:
   """Prepares the TFDS data of ``dataset`` once; downloads nothing.
 
   Data already built in ``data_dir`` is reused only if it was built from what
@@ -97,6 +105,11 @@ def prepare(dataset: str, config: base.E2EConfig, *,
     seed: seed of the synthetic generator.
     progress: print where the data comes from and show one progress bar per
       split while preprocessing (TFDS's own bars are turned off).
+    beam_options: None / '': build locally (``num_workers`` processes); else
+      preprocess with Apache Beam, these pipeline options ('k=v,k=v', e.g.
+      'runner=DirectRunner,direct_num_workers=4'; docs/data.md).  The same
+      data and per-clip cache either way: data built with other options (or
+      none) is reused.
 
   Returns:
     The prepared builder.
@@ -104,7 +117,7 @@ def prepare(dataset: str, config: base.E2EConfig, *,
   data_dir = data_dir_path(data_dir)
   builder = get_builder(dataset, config, data_dir=data_dir,
                         num_workers=num_workers, progress=progress,
-                        splits_dir=splits_dir)
+                        splits_dir=splits_dir, beam_options=beam_options)
   name = f'{builder.name}/{builder.builder_config.name}'
   if builder.is_prepared():
     check_source(builder, raw_dir)
@@ -121,6 +134,7 @@ def prepare(dataset: str, config: base.E2EConfig, *,
     raise FileNotFoundError(missing_data_message(builder, raw_dir, data_dir))
   logging.info('Building %s from %s into %s', name, raw_dir, data_dir)
   tfds.disable_progress_bar()  # one bar per split: the preprocessing's
+  # (Beam options, if any, come from the builder: ``get_builder``.)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(raw_dir), try_download_gcs=False))
   return builder

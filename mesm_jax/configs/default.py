@@ -83,6 +83,11 @@ HELP = {
                  'TFDS data',
     'synthetic_clips': 'synthetic dataset only: number of generated clips '
                        '(70/15/15 % train/valid/test)',
+    'beam_options': "'' = build locally with worker processes; else Apache "
+                    'Beam pipeline options, e.g. runner=DirectRunner,'
+                    'direct_num_workers=4 or runner=DataflowRunner,project=...,'
+                    'region=...,temp_location=gs://...; needs pip install -e '
+                    "'.[beam]'",
     # --- model -------------------------------------------------------------
     'model': 'mesm (sparse CNN stages 3-5 after cross-modal attention; needs '
              'the text modality) | fe2e (dense CNNs). Sets the paper\'s batch '
@@ -186,6 +191,7 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.deterministic_input = True
   c.shuffle_buffer = 256
   c.text_rule = 'last_colon'
+  c.beam_options = ''
 
   # --- model -------------------------------------------------------------
   c.model = model
