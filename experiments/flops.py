@@ -26,6 +26,7 @@ from typing import Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 
 from experiments.perf import compute
@@ -50,7 +51,7 @@ def part_flops(config, model, variables, batch) -> Dict[str, float]:
     q = jax.jit(lambda p, i, m: enc.apply({'params': p}, i, m,
                                           train=False)[1])(
         params['text_encoder'], batch['text_ids'][:1], batch['text_mask'][:1])
-  for branch in ('visual', 'audio'):
+  for branch in present_branches(config):
     name = f'{branch}_cnn'
     x, w = compute.cnn_inputs(batch, branch)
     cnn = compute.frame_cnn(config, name)
@@ -58,8 +59,15 @@ def part_flops(config, model, variables, batch) -> Dict[str, float]:
     out[name] = compute.xla_flops(
         lambda v, x, w, q: cnn.apply(v, x, w, q, False)[0],
         {'params': params[name], 'batch_stats': stats.get(name, {})}, x, w, qn)
-  out['rest'] = total - out.get('text', 0.0) - out['visual_cnn'] - out['audio_cnn']
+  out['rest'] = total - out.get('text', 0.0) - out.get(
+      'visual_cnn', 0.0) - out.get('audio_cnn', 0.0)
   return out
+
+
+def present_branches(config) -> List[str]:
+  """The CNN branches of ``config.modalities``: 'visual' and/or 'audio'."""
+  return [b for b, m in (('visual', 'v'), ('audio', 'a'))
+          if m in config.modalities]
 
 
 def kept_fractions(model, variables, batch) -> Dict[str, Dict[int, float]]:
@@ -80,21 +88,28 @@ def variants(top_ps: List[float], impls: List[str]):
       yield f'MESM p={p:g} {impl}', 'mesm', p, impl
 
 
-def clip_table(base, clip: str, args) -> List[Dict]:
-  """Rows of one clip's table (GFLOPs), FE2E first."""
-  sizes = compute.CLIPS[clip]
+def clip_table(base, clip: str, args, only: str = '',
+               sizes: Optional[Dict] = None) -> List[Dict]:
+  """Rows of one clip's table (GFLOPs), FE2E first.
+
+  ``only='fe2e'``: the FE2E row alone (``'mesm'``: FE2E and the MESM rows);
+  ``sizes``: the clip's frames and chunks (default ``compute.CLIPS[clip]``).
+  """
+  sizes = sizes or compute.CLIPS[clip]
   batch = compute.make_batch(base, 1, sizes['frames'], sizes['chunks'])
   kept_batch = compute.make_batch(base, args.kept_batch, sizes['frames'],
                                   sizes['chunks'], seed=1)
   rows, fe2e = [], None
   for label, kind, p, impl in variants(args.top_ps, args.impls):
+    if only == 'fe2e' and kind != 'fe2e':
+      continue
     config = compute.model_config(base, kind, p, impl)
     model, variables = compute.build(config, args.text, sample=batch)
     parts = part_flops(config, model, variables, batch)
     row = dict(clip=clip, variant=label, model=kind, top_p=p, impl=impl,
                frames=sizes['frames'], chunks=sizes['chunks'],
                **{k: v / G for k, v in parts.items()})
-    row['cnn'] = row['visual_cnn'] + row['audio_cnn']
+    row['cnn'] = row.get('visual_cnn', 0.0) + row.get('audio_cnn', 0.0)
     if kind == 'fe2e':
       fe2e = row
       row['cnn_effective'] = row['cnn']
@@ -109,8 +124,9 @@ def effective(row, fe2e, config, sizes, clip) -> float:
   """Effective CNN GFLOPs: FE2E's minus the skipped positions' conv work,
   plus the attention layers (MESM masked count minus FE2E's, per branch)."""
   total = 0.0
-  for branch, frames in (('visual', sizes['frames']),
-                         ('audio', sizes['chunks'])):
+  frames_of = {'visual': sizes['frames'], 'audio': sizes['chunks']}
+  for branch in present_branches(config):
+    frames = frames_of[branch]
     dense = fe2e[f'{branch}_cnn'] * G
     extra = 0.0
     if row['impl'] == 'masked':
@@ -131,9 +147,49 @@ def fix_gathered_attention(rows) -> None:
     m = masked.get((r['clip'], r['top_p']))
     if r['model'] != 'mesm' or r['impl'] != 'gathered' or m is None:
       continue
-    extra = sum(m[f'{b}_cnn'] - fe2e[r['clip']][f'{b}_cnn']
+    extra = sum(m.get(f'{b}_cnn', 0.0) - fe2e[r['clip']].get(f'{b}_cnn', 0.0)
                 for b in ('visual', 'audio'))
     r['cnn_effective'] += extra
+
+
+def run_flops(config, text: str = 'config', kept_batch: int = 2) -> Dict:
+  """The FLOPs of one run's config on its dataset's typical clip (GFLOPs).
+
+  What ``experiments/sweep.py`` stores beside each cell's results
+  (``flops.json``): the clip (IEMOCAP's or MOSEI's typical clip; for other
+  datasets ``max_frames`` face frames and ``max_chunks`` chunks), and for
+  the config's model, modalities, top_p and ``sparse_impl``: ``total`` (the
+  whole forward pass as XLA executes it), ``cnn`` (the visual + audio CNNs,
+  executed) and ``cnn_effective`` (MESM: the sparse stages charged for kept
+  positions only; FE2E: ``cnn``), with ``kept`` fractions for MESM and the
+  FE2E row of the same config for reference.
+  """
+  config = ml_collections.ConfigDict(config)  # a thawed copy (may be frozen)
+  clip = config.dataset if config.dataset in compute.CLIPS else 'config'
+  sizes = compute.CLIPS.get(clip) or dict(
+      seconds=None, frames=int(config.max_frames),
+      chunks=int(config.max_chunks))
+  # The gathered rows take their attention cost from the masked row.
+  impls = sorted({'masked', config.sparse_impl})
+  args = argparse.Namespace(top_ps=[float(config.top_p)], impls=impls,
+                            text=text, kept_batch=kept_batch)
+  rows = clip_table(config, clip, args, only=config.model, sizes=sizes)
+  fix_gathered_attention(rows)
+  fe2e = rows[0]
+  row = fe2e if config.model == 'fe2e' else next(
+      r for r in rows[1:] if r['impl'] == config.sparse_impl)
+  keys = ('total', 'text', 'visual_cnn', 'audio_cnn', 'rest', 'cnn',
+          'cnn_effective')
+  out = {'clip': clip, 'frames': sizes['frames'], 'chunks': sizes['chunks'],
+         'model': config.model, 'modalities': config.modalities,
+         'top_p': float(config.top_p) if config.model == 'mesm' else None,
+         'impl': config.sparse_impl if config.model == 'mesm' else None,
+         'unit': 'GFLOPs per clip (XLA cost analysis, multiply-add = 2)',
+         **{k: float(row[k]) for k in keys if k in row},
+         'fe2e': {k: float(fe2e[k]) for k in keys if k in fe2e}}
+  if 'kept' in row:
+    out['kept'] = row['kept']
+  return out
 
 
 def paper_figure(row) -> Optional[float]:

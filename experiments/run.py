@@ -7,9 +7,10 @@
 Every config field is a flag (``--help`` lists them); rerunning a command in
 the same ``--workdir`` resumes it.  See docs/training.md.
 
-This script adds one flag of its own, ``--keep_freed_memory`` (see
-``script_flags``), applied after the flags are parsed and before TensorFlow
-and JAX load.
+This script adds two flags of its own (``script_flags``):
+``--keep_freed_memory``, applied after the flags are parsed and before
+TensorFlow and JAX load, and ``--prepare_only``, which builds the TFDS data
+and stops.
 """
 
 import argparse
@@ -36,6 +37,11 @@ def script_flags() -> argparse.ArgumentParser:
            'per-step scratch is not page-faulted in on every step: faster '
            'steps, more resident memory (experiments/perf/host_memory.py, '
            'docs/benchmarks.md)')
+  parser.add_argument(
+      '--prepare_only', type=flags.str2bool, nargs='?', const=True,
+      default=False,
+      help='build (or find) the TFDS data of this config and stop, without '
+           'training (experiments/sweep.py runs it once before its cells)')
   return parser
 
 
@@ -44,6 +50,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   config, args = flags.parse(argv, parents=[script_flags()])
   if args.keep_freed_memory:  # before the first computation
     host_memory.keep_freed_memory()
+  if args.prepare_only:
+    return main.prepare_data(config)
   return main.execute(config, args.workdir, args.eval_only)
 
 

@@ -13,7 +13,7 @@ setting) are printed as one clear message without a traceback, exit code 1;
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mesm_jax.train import flags
 
@@ -46,17 +46,39 @@ def execute(config, workdir: str = '', eval_only: bool = False) -> int:
   from mesm_jax.train import loop  # pylint: disable=g-import-not-at-top
   workdir = workdir or default_workdir(config)
   loop.setup_distributed()
+  if eval_only:
+    return _exit_code(loop.evaluate, config, workdir)
+  return _exit_code(loop.train_and_evaluate, config, workdir)
+
+
+def _exit_code(fn: Callable[..., Any], *args) -> int:
+  """0 after ``fn(*args)``; 1 after a user error, printed as one line
+  (its traceback too with ``MESM_JAX_TRACEBACK=1``)."""
   try:
-    if eval_only:
-      loop.evaluate(config, workdir)
-    else:
-      loop.train_and_evaluate(config, workdir)
+    fn(*args)
   except USER_ERRORS as e:
     if os.environ.get('MESM_JAX_TRACEBACK'):
       raise
     print(f'\nerror: {e}', file=sys.stderr)
     return 1
   return 0
+
+
+def prepare_data(config) -> int:
+  """Build (or find) ``config``'s TFDS data and stop; the exit code.
+
+  What ``experiments/run.py --prepare_only`` runs: the preprocessing alone,
+  e.g. on a CPU machine before training elsewhere, or once before a sweep
+  starts its runs in parallel.
+  """
+  _quiet_tensorflow()
+  # pylint: disable=g-import-not-at-top
+  from mesm_jax import input_pipeline
+  from mesm_jax.train import data
+  return _exit_code(   # as the training's data.Data builds it
+      lambda: input_pipeline.build_tfds(
+          config, raw_dir=config.raw_dir or None,
+          data_dir=config.data_dir or None, **data.synthetic_kwargs(config)))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
