@@ -5,6 +5,9 @@
 * the dataset reader lists the split's clips (either layout, auto-detected);
 * every clip not yet in the cache is processed in a pool of worker processes
   (all CPU cores by default; each worker builds its MTCNN once);
+* frames are decoded with PyAV and faces found by ``faces.FastMTCNN`` (the
+  fast path: the same arrays as the OpenCV / ``mtcnn.detect_faces`` code
+  before it, which ``compute_clip(..., reference=True)`` still runs);
 * a worker writes the clip's arrays to ``<cache>/<key>/<clip id>.npz``
   atomically (temporary file, then ``os.replace``), so an interrupted build
   loses nothing and a rerun only computes what is missing;
@@ -69,11 +72,16 @@ class Options:
   img_interval: int = 500
   log_mel: bool = False
   face_detector: str = 'mtcnn'
+  # Opt-in: a larger smallest face for MTCNN's pyramid is faster but moves
+  # the boxes (docs/data.md); the default keeps the original's crops.
+  min_face_size: int = faces.MIN_FACE_SIZE
 
   def key(self, dataset: str, layout: str) -> str:
     mel = 'logmel' if self.log_mel else 'mel'
+    mfs = ('' if self.min_face_size == faces.MIN_FACE_SIZE or
+           self.face_detector != 'mtcnn' else f'_mfs{self.min_face_size}')
     return (f'{dataset}_{layout}_i{self.img_interval}_{mel}_'
-            f'{self.face_detector}')
+            f'{self.face_detector}{mfs}')
 
 
 @dataclasses.dataclass
@@ -132,13 +140,18 @@ def _check_file(path: str | None, what: str) -> None:
     raise ClipError(f'missing_{what}', path or '')
 
 
-def clip_frames(clip: Clip, img_interval: int) -> list[np.ndarray]:
-  """RGB frames of a clip, one per ``img_interval`` ms, dataset rule applied."""
+def clip_frames(clip: Clip, img_interval: int,
+                decoder: str = 'pyav') -> list[np.ndarray]:
+  """RGB frames of a clip, one per ``img_interval`` ms, dataset rule applied.
+
+  ``decoder``: see ``video.read_frames`` (both give the same frames).
+  """
   if clip.layout == 'raw':
     _check_file(clip.video_path, 'video')
     try:
       frames = video.read_frames(clip.video_path, start=clip.start or 0.0,
-                                 end=clip.end, img_interval=img_interval)
+                                 end=clip.end, img_interval=img_interval,
+                                 decoder=decoder)
     except video.VideoError as e:
       reason = 'no_frames' if 'no decodable frame' in str(e) else 'bad_video'
       raise ClipError(reason, clip.video_path, str(e)) from e
@@ -190,14 +203,46 @@ def clip_spec(clip: Clip, log_mel: bool) -> tuple[np.ndarray, int]:
     raise ClipError(reason, source, str(e)) from e
 
 
-def compute_clip(clip: Clip, opts: Options) -> dict[str, np.ndarray]:
-  """The expensive arrays of one clip (raises ClipError when unusable)."""
-  spec, audio_rate = clip_spec(clip, opts.log_mel)
-  frames = clip_frames(clip, opts.img_interval)
-  crops, fallbacks = faces.face_crops(frames, opts.face_detector)
-  return {'faces': crops, 'spec': spec,
-          'face_fallbacks': np.int64(fallbacks),
-          'audio_rate': np.int64(audio_rate)}
+def compute_clip(clip: Clip, opts: Options, *,
+                 reference: bool = False) -> dict[str, np.ndarray]:
+  """The expensive arrays of one clip (raises ClipError when unusable).
+
+  ``reference=True`` runs the code before the fast path (OpenCV decoding of
+  every frame, the ``mtcnn`` package's own call per clip): the same arrays,
+  slower; for experiments/preprocess_benchmark.py ``--compare``.
+  """
+  (arrays,) = compute_clips([clip], opts, reference=reference)
+  if isinstance(arrays, ClipError):
+    raise arrays
+  return arrays
+
+
+def compute_clips(clips: list[Clip], opts: Options, *,
+                  reference: bool = False
+                  ) -> list[dict[str, np.ndarray] | ClipError]:
+  """``compute_clip`` of several clips, their faces detected in shared
+  batches (``faces.face_crops_many``); an unusable clip's entry is its
+  ClipError."""
+  out: list[Any] = []
+  frames = []
+  for clip in clips:
+    try:
+      spec, audio_rate = clip_spec(clip, opts.log_mel)
+      frames.append(clip_frames(clip, opts.img_interval,
+                                'opencv' if reference else 'pyav'))
+      out.append({'spec': spec, 'audio_rate': np.int64(audio_rate)})
+    except ClipError as e:
+      out.append(e)
+  ok = [i for i, a in enumerate(out) if not isinstance(a, ClipError)]
+  kwargs = ({} if opts.min_face_size == faces.MIN_FACE_SIZE else
+            {'min_face_size': opts.min_face_size})
+  crops = faces.face_crops_many(frames, opts.face_detector,
+                                reference=reference, **kwargs)
+  for i, (faces_i, fallbacks) in zip(ok, crops):
+    out[i] = {'faces': faces_i, 'spec': out[i]['spec'],
+              'face_fallbacks': np.int64(fallbacks),
+              'audio_rate': out[i]['audio_rate']}
+  return out
 
 
 def make_example(clip: Clip, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -466,14 +511,16 @@ def iter_examples(dataset: str, raw_dir: str | Path, split: str, *,
                   splits_dir: str | Path | None = None,
                   num_workers: int | None = None, progress: bool = True,
                   text_rule: str = 'last_colon',
-                  report: SkipReport | None = None
+                  report: SkipReport | None = None,
+                  min_face_size: int = faces.MIN_FACE_SIZE
                   ) -> Iterator[tuple[str, dict[str, Any]]]:
   """Yields (clip_id, example) of one split, in split-file order.
 
   See the module docstring and docs/data.md.  ``text_rule`` is IEMOCAP's
   transcript rule ('last_colon': faithful quirk 6, 'full').  ``report`` (if
-  given) is filled in with what the run did.  Bad clips are skipped and logged,
-  never raised.
+  given) is filled in with what the run did.  ``min_face_size``: opt-in
+  MTCNN setting (``Options``).  Bad clips are skipped and logged, never
+  raised.
   """
   if face_detector not in faces.DETECTORS:
     raise ValueError(f'face_detector must be one of {faces.DETECTORS}, got '
@@ -486,7 +533,7 @@ def iter_examples(dataset: str, raw_dir: str | Path, split: str, *,
   options = {'text_rule': text_rule} if dataset == 'iemocap' else {}
   found = readers.read_split(dataset, raw_dir, split, splits_dir=splits_dir,
                              **options)
-  opts = Options(img_interval, log_mel, face_detector)
+  opts = Options(img_interval, log_mel, face_detector, min_face_size)
   root = cache_dir / opts.key(dataset, found.layout)
   root.mkdir(parents=True, exist_ok=True)
   report = report if report is not None else SkipReport()
@@ -559,6 +606,9 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument('--img_interval', type=int, default=500)
   p.add_argument('--log_mel', action='store_true')
   p.add_argument('--face_detector', default='mtcnn', choices=faces.DETECTORS)
+  p.add_argument('--min_face_size', type=int, default=faces.MIN_FACE_SIZE,
+                 help='MTCNN smallest face (px); other than 20 is faster but '
+                 'changes the crops (docs/data.md)')
   p.add_argument('--num_workers', type=int, default=None)
   p.add_argument('--text_rule', default='last_colon',
                  choices=('last_colon', 'full'))
@@ -570,7 +620,7 @@ def main(argv: list[str] | None = None) -> None:
                    cache_dir=args.cache_dir, img_interval=args.img_interval,
                    log_mel=args.log_mel, face_detector=args.face_detector,
                    splits_dir=args.splits_dir, num_workers=args.num_workers,
-                   text_rule=args.text_rule)
+                   text_rule=args.text_rule, min_face_size=args.min_face_size)
     print(report.summary(), flush=True)
     clips, frames = clips + report.computed, frames + report.face_frames
   shutdown_workers()

@@ -86,3 +86,54 @@ def test_margin_box_rule_and_clipping():
 def test_unknown_detector_is_an_error():
   with pytest.raises(ValueError, match='face detector'):
     faces.face_crops([np.zeros((10, 10, 3), np.uint8)], 'haar')
+
+
+def _frames_of_clips(astronaut):
+  """Two 'clips' of 360x360 frames (the photo scaled and moved, a blank
+  frame) and the photo itself: frames of several sizes and clips."""
+  clips = []
+  for k, (side, x, y) in enumerate([(220, 60, 40), (300, 30, 50),
+                                    (180, 150, 120)]):
+    frame = np.full((360, 360, 3), 60 + 40 * k, np.uint8)
+    frame[y:y + side, x:x + side] = cv2.resize(astronaut, (side, side),
+                                               interpolation=cv2.INTER_AREA)
+    clips.append(frame)
+  blank = np.full((360, 360, 3), 128, np.uint8)
+  return [clips[:2], [clips[2], blank], [astronaut]]
+
+
+def test_fast_batched_detection_equals_the_package_call_per_frame(astronaut):
+  """FastMTCNN in batches across clips == detect_faces on each frame alone
+  (and == the old call on each clip): boxes bit for bit, crops equal."""
+  clips = _frames_of_clips(astronaut)
+  flat = [f for c in clips for f in c]
+  per_frame = [faces.detect_boxes([f], reference=True)[0] for f in flat]
+  per_clip = [b for c in clips for b in faces.detect_boxes(c, reference=True)]
+  assert per_frame == per_clip
+  assert per_frame[3] is None and all(
+      b is not None for i, b in enumerate(per_frame) if i != 3)
+  for batch_size in (1, 2, 16):
+    assert faces.detect_boxes(flat, batch_size=batch_size) == per_frame
+  new = faces.face_crops_many(clips)
+  old = faces.face_crops_many(clips, reference=True)
+  for (a, fa), (b, fb) in zip(new, old):
+    np.testing.assert_array_equal(a, b)
+    assert fa == fb
+  np.testing.assert_array_equal(faces.face_crops(clips[0])[0], new[0][0])
+
+
+def test_default_pyramid_is_the_packages(astronaut):
+  """The default settings keep the package's pyramid (the original crops);
+  a larger min_face_size (opt-in) uses the standard MTCNN rule and still
+  finds the face, with fewer, smaller levels."""
+  from mtcnn.utils import images as mi
+  for w, h in [(360, 360), (360, 480), (512, 512), (640, 360), (96, 120)]:
+    np.testing.assert_array_equal(
+        faces.pyramid_scales(w, h),
+        mi.build_scale_pyramid(w, h, min_face_size=20, scale_factor=0.709))
+  big = faces.pyramid_scales(360, 360, min_face_size=40)
+  assert big[0] == pytest.approx(0.3) and len(big) == 7
+  assert 360 * big[-1] >= 12 > 360 * big[-1] * 0.709
+  (box,) = faces.detect_boxes([astronaut], min_face_size=40)
+  assert box is not None
+  assert overlap(faces.margin_box(box, astronaut.shape), ASTRONAUT_FACE) > 0.8

@@ -414,3 +414,34 @@ def test_44k_stereo_is_resampled_counted_and_a_short_clip_skipped(tmp_path):
   examples('iemocap', raw, splits_dir=splits, cache_dir=cache, report=third)
   assert (third.from_cache, third.computed) == (1, 1)
   assert third.resampled == {44100: 1}
+
+
+def test_fast_path_computes_the_old_arrays(mosei_raw, iemocap_raw):
+  """compute_clip (PyAV decoding, batched FastMTCNN) == the code before the
+  fast path (OpenCV decoding of every frame, the package's call per clip),
+  array for array; compute_clips batches several clips the same way."""
+  opts = preprocess.Options(face_detector='mtcnn')
+  clips = []
+  for dataset, (root, _) in (('mosei', mosei_raw), ('iemocap', iemocap_raw)):
+    found = readers.read_split(dataset, root, 'train',
+                               splits_dir=root / 'splits')
+    clips += found.clips[:2]
+  many = preprocess.compute_clips(clips, opts)
+  for clip, batched in zip(clips, many):
+    old = preprocess.compute_clip(clip, opts, reference=True)
+    new = preprocess.compute_clip(clip, opts)
+    assert list(new) == list(old) == list(batched)
+    for key in old:
+      np.testing.assert_array_equal(new[key], old[key])
+      np.testing.assert_array_equal(batched[key], old[key])
+
+
+def test_options_key_and_opt_in_min_face_size():
+  """The default cache key is unchanged (existing caches stay valid); the
+  opt-in detector setting gets its own cache folder."""
+  assert (preprocess.Options().key('mosei', 'raw') ==
+          'mosei_raw_i500_mel_mtcnn')
+  assert (preprocess.Options(min_face_size=40).key('mosei', 'raw') ==
+          'mosei_raw_i500_mel_mtcnn_mfs40')
+  assert (preprocess.Options(face_detector='center', min_face_size=40)
+          .key('mosei', 'raw') == 'mosei_raw_i500_mel_center')
