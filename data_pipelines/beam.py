@@ -176,28 +176,9 @@ class Examples:
         pid, built = r['mtcnn']
         report.mtcnn_per_process[pid] = built
     report.seconds = time.time() - self.started
-    write_summary(report, self.cache_dir)
+    preprocess.write_summary(report, self.cache_dir, how='Beam')
     self.report_path.unlink()
     return report
-
-
-def write_summary(report: preprocess.SkipReport, cache_dir: Path) -> None:
-  """The summary files and log lines of ``preprocess.iter_examples``.
-
-  (Its private ``_finish``, repeated here so that this module uses only the
-  public API of ``preprocess``.)
-  """
-  name = f'{report.dataset}_{report.split}'
-  (cache_dir / f'summary_{name}.json').write_text(
-      json.dumps(report.as_dict(), indent=1))
-  if report.missing:
-    (cache_dir / f'missing_{name}.txt').write_text(
-        '\n'.join(report.missing) + '\n')
-  log = logging.warning if report.skipped or report.missing else logging.info
-  log('%s (Beam)', report.summary())
-  if report.skipped:
-    logging.warning('Skipped clips and why: %s',
-                    cache_dir / preprocess.SKIP_LOG)
 
 
 def _write_json(records: list[dict], path: str) -> None:

@@ -484,7 +484,11 @@ def read_skip_log(cache_dir: str | Path) -> list[dict]:
   return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
-def _finish(report: SkipReport, cache_dir: Path) -> None:
+def write_summary(report: SkipReport, cache_dir: Path,
+                  how: str = '') -> None:
+  """A split's ``summary_<name>.json`` (and ``missing_<name>.txt``) in the
+  cache dir, and the log lines that say what was skipped; ``how`` tags the
+  summary line (e.g. ``'Beam'``)."""
   name = f'{report.dataset}_{report.split}'
   (cache_dir / f'summary_{name}.json').write_text(
       json.dumps(report.as_dict(), indent=1))
@@ -492,7 +496,7 @@ def _finish(report: SkipReport, cache_dir: Path) -> None:
     (cache_dir / f'missing_{name}.txt').write_text(
         '\n'.join(report.missing) + '\n')
   log = logging.warning if report.skipped or report.missing else logging.info
-  log('%s', report.summary())
+  log('%s%s', report.summary(), f' ({how})' if how else '')
   if report.skipped:
     logging.warning('Skipped clips and why: %s', cache_dir / SKIP_LOG)
   if report.missing:
@@ -575,7 +579,7 @@ def iter_examples(dataset: str, raw_dir: str | Path, split: str, *,
   finally:
     bar.close()
     report.seconds = time.time() - t0
-    _finish(report, cache_dir)
+    write_summary(report, cache_dir)
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
