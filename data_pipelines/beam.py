@@ -46,12 +46,12 @@ from data_pipelines import preprocess
 from data_pipelines import readers
 
 REPORT_TAG = 'report'
-# The MTCNN of ``faces`` is one per process and not thread-safe (two Beam
-# worker threads calling it at once crash or hang TensorFlow): its clips are
-# computed one at a time per process; run one worker process per core
-# (Dataflow's default for Python; DirectRunner: direct_running_mode=
-# multi_processing).  Clips from the cache and 'center' crops are not held.
-_MTCNN_LOCK = threading.Lock()
+# The per-process MTCNN of ``faces`` and the PyAV decoder are not safe for
+# two Beam worker threads at once (seen: TensorFlow crashing or hanging, a
+# segfault in the PyAV decode): a process computes one clip at a time; run
+# one worker process per core (Dataflow's default for Python; DirectRunner:
+# direct_running_mode=multi_processing).  Clips from the cache are not held.
+_COMPUTE_LOCK = threading.Lock()
 
 # (clip_id, preprocessed example) -> the example written (e.g. TFDS tokens).
 Convert = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -219,27 +219,22 @@ def _clip_do_fn(beam):
 
     def setup(self):
       if self._opts.face_detector == 'mtcnn':
-        with _MTCNN_LOCK:
+        with _COMPUTE_LOCK:
           faces.get_mtcnn()
 
     def process(self, element):
       index, clip = element
       root = Path(self._root)
-      arrays = None
-      if self._opts.face_detector == 'mtcnn':
-        # Cached clips need no lock (cached_or_compute reads the cache
-        # first, then runs preprocess.work under the lock).
-        arrays = preprocess.load_arrays(preprocess.cache_path(root,
-                                                              clip.clip_id))
+      # Cached clips need no lock; a clip is computed under the process's
+      # lock (cached_or_compute reads the cache again first).
+      arrays = preprocess.load_arrays(preprocess.cache_path(root,
+                                                            clip.clip_id))
       if arrays is not None:
         result, cached = ('ok', arrays), True
-      elif self._opts.face_detector == 'mtcnn':
-        with _MTCNN_LOCK:
+      else:
+        with _COMPUTE_LOCK:
           clip, result, cached = preprocess.cached_or_compute(
               clip, self._opts, root)
-      else:
-        clip, result, cached = preprocess.cached_or_compute(
-            clip, self._opts, root)
       yield beam.pvalue.TaggedOutput(
           REPORT_TAG, clip_outcome(index, clip, result, cached))
       if result[0] == 'skip':
