@@ -48,8 +48,12 @@ class NonFiniteLossError(FloatingPointError):
 def setup_distributed() -> None:
   """``jax.distributed.initialize()`` when launched as several processes.
 
-  Detected from the environment: an explicit JAX coordinator, a Cloud TPU pod
-  slice (several worker hostnames), SLURM or Open MPI with more than one task.
+  Detected from the environment: an explicit coordinator
+  (``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
+  ``JAX_PROCESS_ID``; jax itself reads only the address), a Cloud TPU pod
+  slice (several worker hostnames), SLURM or Open MPI with more than one task
+  (jax detects the rest).  Processes on CPU exchange their collectives with
+  gloo.  Call it before anything touches a JAX device.
   """
   env = os.environ
   several = (
@@ -57,8 +61,25 @@ def setup_distributed() -> None:
       or ',' in env.get('TPU_WORKER_HOSTNAMES', '')
       or int(env.get('SLURM_NTASKS', '1')) > 1
       or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1)
-  if several and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+  if not several or jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  for key, name in (('num_processes', 'JAX_NUM_PROCESSES'),
+                    ('process_id', 'JAX_PROCESS_ID')):
+    if env.get(name, '') != '':
+      kwargs[key] = int(env[name])
+  if 'JAX_COORDINATOR_ADDRESS' in env and len(kwargs) < 2 and not (
+      int(env.get('SLURM_NTASKS', '1')) > 1
+      or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1):
+    raise ValueError('JAX_COORDINATOR_ADDRESS is set: set JAX_NUM_PROCESSES '
+                     'and JAX_PROCESS_ID as well (the same number of '
+                     'processes everywhere, ids 0, 1, ...)')
+  # gloo for collectives between CPU processes (jax's default since 0.5;
+  # an explicit --jax_cpu_collectives_implementation / env var is kept).
+  if (not env.get('JAX_CPU_COLLECTIVES_IMPLEMENTATION')
+      and jax.config.jax_cpu_collectives_implementation is None):
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(**kwargs)
 
 
 def build_model(config):
@@ -101,16 +122,17 @@ def fit_batch_sizes(config, logger) -> Tuple[list, int]:
   """Devices for the global batch, and the evaluation batch for them.
 
   Returns:
-    The devices the step runs on, and ``config.eval_batch_size`` rounded up
-    to a multiple of the devices over all hosts (every device gets the same
-    number of clips).  The config is left as it is.
+    The devices the step runs on (the same number on every host, listed
+    host by host), and ``config.eval_batch_size`` rounded up to a multiple
+    of the devices over all hosts (every device gets the same number of
+    clips).  The config is left as it is.
   """
   hosts = jax.process_count()
   if config.batch_size % hosts:
     raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
                      f'{hosts} processes')
   devices = parallel.choose_devices(config.batch_size // hosts, config.parallel)
-  per_host = len(devices) // (hosts if config.parallel == 'shard_map' else 1)
+  per_host = len(devices) // hosts
   if per_host < jax.local_device_count():
     logger.write(f'note: global batch {config.batch_size} uses {per_host} of '
                  f'{jax.local_device_count()} local devices per host')
@@ -144,6 +166,12 @@ def evaluate_state(ctx, state, thresholds=None):
   test = run_eval(ctx.runner, state,
                   ctx.data.eval_batches('test', ctx.eval_batch_size),
                   ctx.pos_weight)
+  for split, out in (('valid', valid), ('test', test)):
+    # Every clip once, whatever the hosts' shards and padding batches.
+    if len(out['labels']) != ctx.data.num_examples(split):
+      raise RuntimeError(
+          f'evaluated {len(out["labels"])} {split} clips, but the split has '
+          f'{ctx.data.num_examples(split)}')
   thresholds, values = metrics_lib.evaluate_splits(
       valid, test, ctx.emotions, ctx.metric_set, thresholds)
   values['valid/loss'], values['test/loss'] = valid['loss'], test['loss']
@@ -281,7 +309,9 @@ def train_epoch(ctx, state, run: RunState) -> Any:
 
 def _step(state) -> int:
   step = state.step
-  return int(step[0] if np.ndim(step) else step)
+  if isinstance(step, jax.Array):
+    step = step.addressable_data(0)  # this device's value (pmap: [1] or [])
+  return int(np.asarray(step).reshape(-1)[0])
 
 
 def _flush(ctx, pending, run: RunState, bar, speed, global_step) -> list:

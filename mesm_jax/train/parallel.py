@@ -5,10 +5,16 @@ same host-side ``TrainState``, and give back the same numbers:
 
 * ``PmapRunner``: the state is replicated with a leading device axis, the
   batch reshaped to [D, B_host / D, ...] (the flax ImageNet example's layout).
+  Across hosts ``jax.pmap`` is given the devices of every host (as its
+  ``devices`` argument requires): its collectives then span all hosts.
 * ``ShardMapRunner``: one global jitted function over a ``('batch',)`` mesh;
   the state is replicated (``P()``), the batch sharded along its first axis
   (``P('batch')``), assembled from each host's part with
   ``jax.make_array_from_process_local_data``.
+
+Multi-host: a result of a step is a global array over every host's devices;
+only this host's part is read (``_first``), and per-clip evaluation outputs
+are gathered from all hosts (``_gather_hosts``).
 
 Axis letters: D local devices, B clips.
 """
@@ -31,14 +37,29 @@ def _host(x: Any) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
+def _first(x: Any) -> Any:
+  """The first entry along the device axis of a pmap result.
+
+  Read from this host's first device alone: ``x[0]`` would compile and run a
+  gather over every device of the array, with collectives between them (over
+  gloo between CPU processes it was seen to hang before a checkpoint).
+  """
+  if not isinstance(x, jax.Array):
+    return x[0]
+  shard = x.addressable_data(0)
+  return shard[0] if shard.ndim == x.ndim else shard  # pmap: [1, ...] or [...]
+
+
 class PmapRunner:
-  """``jax.pmap`` over ``devices`` (local devices of this host)."""
+  """``jax.pmap`` over ``devices`` (the same devices of every host)."""
 
   name = 'pmap'
 
   def __init__(self, devices: Sequence[jax.Device]):
     self.devices = list(devices)
-    self.num_local = len(self.devices)
+    self.local_devices = [d for d in self.devices
+                          if d.process_index == jax.process_index()]
+    self.num_local = len(self.local_devices)
     self._train = jax.pmap(step_lib.per_device_train_step, axis_name=AXIS,
                            in_axes=(0, 0, None), devices=self.devices,
                            donate_argnums=(0,))
@@ -47,11 +68,12 @@ class PmapRunner:
 
   def put_state(self, state):
     # The axis name matches the sharding of pmap outputs: no recompilation.
-    return flax.jax_utils.replicate(state, self.devices, axis_name=AXIS)
+    return flax.jax_utils.replicate(state, self.local_devices,
+                                    axis_name=AXIS)
 
   def get_state(self, state):
     """The first replica, as host numpy arrays."""
-    return jax.device_get(jax.tree.map(lambda x: x[0], state))
+    return jax.device_get(jax.tree.map(_first, state))
 
   def put_batch(self, batch: Dict[str, np.ndarray]):
     d = self.num_local
@@ -65,17 +87,17 @@ class PmapRunner:
 
   def train_step(self, state, batch, pos_weight):
     state, metrics = self._train(state, self.put_batch(batch), pos_weight)
-    return state, jax.tree.map(lambda x: x[0], metrics)
+    return state, jax.tree.map(_first, metrics)
 
   def eval_step(self, state, batch, pos_weight) -> Dict[str, np.ndarray]:
+    """Every host's clips, host by host (the devices' order), and the loss."""
     out = self._eval(state, self.put_batch(batch), pos_weight)
-    per_clip = {k: out[k] for k in ('probs', 'labels', 'clip_mask')}
-    per_clip = _gather_hosts(jax.tree.map(_host, per_clip), tiled=False)
-    per_clip = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])
-                            if jax.process_count() == 1
-                            else x.reshape((-1,) + x.shape[3:]), per_clip)
-    per_clip['loss_sum'] = _host(out['loss_sum'][0])
-    per_clip['loss_count'] = _host(out['loss_count'][0])
+    per_clip = _gather_hosts({k: out[k] for k in
+                              ('probs', 'labels', 'clip_mask')})
+    per_clip = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]),
+                            per_clip)
+    per_clip['loss_sum'] = _host(_first(out['loss_sum']))
+    per_clip['loss_count'] = _host(_first(out['loss_count']))
     return per_clip
 
 
@@ -121,19 +143,19 @@ class ShardMapRunner:
 
   def eval_step(self, state, batch, pos_weight) -> Dict[str, np.ndarray]:
     out = self._eval(state, self.put_batch(batch), pos_weight)
-    per_clip = {k: out[k] for k in ('probs', 'labels', 'clip_mask')}
-    if jax.process_count() > 1:
-      per_clip = multihost_utils.process_allgather(per_clip, tiled=True)
-    per_clip = jax.tree.map(_host, per_clip)
+    per_clip = _gather_hosts({k: out[k] for k in
+                              ('probs', 'labels', 'clip_mask')})
     per_clip['loss_sum'] = _host(out['loss_sum'])
     per_clip['loss_count'] = _host(out['loss_count'])
     return per_clip
 
 
-def _gather_hosts(tree, tiled: bool):
+def _gather_hosts(tree):
+  """Global arrays (batch axis over every host's devices) as host numpy."""
   if jax.process_count() == 1:
-    return tree
-  return multihost_utils.process_allgather(tree, tiled=tiled)
+    return jax.tree.map(_host, tree)
+  return jax.tree.map(np.asarray,
+                      multihost_utils.process_allgather(tree, tiled=True))
 
 
 RUNNERS = {'pmap': PmapRunner, 'shard_map': ShardMapRunner}
@@ -141,18 +163,19 @@ RUNNERS = {'pmap': PmapRunner, 'shard_map': ShardMapRunner}
 
 def choose_devices(per_host_batch: int, parallel: str,
                    max_devices: int = 0) -> list:
-  """Local devices to use: the most that divide the per-host batch.
+  """Devices to use: the most local ones that divide the per-host batch.
 
   The paper's MESM batch of 2 on an 8-core TPU host uses 2 cores (a warning
-  is logged by the caller); ``max_devices`` > 0 caps the count.
+  is logged by the caller); ``max_devices`` > 0 caps the count.  With
+  several processes: that many devices of every host, host by host (the
+  same list on every host, as both ``jax.pmap`` and a global mesh need).
   """
   local = jax.local_devices()
   n = min(len(local), max_devices or len(local), per_host_batch)
   while per_host_batch % n:
     n -= 1
-  if parallel == 'pmap' or jax.process_count() == 1:
+  if jax.process_count() == 1:
     return local[:n]
-  # shard_map across hosts: the global mesh holds n devices of every host.
   return [d for p in range(jax.process_count())
           for d in [x for x in jax.devices() if x.process_index == p][:n]]
 
@@ -161,7 +184,4 @@ def make_runner(parallel: str, devices: Sequence[jax.Device]):
   if parallel not in RUNNERS:
     raise ValueError(f'config.parallel must be one of {sorted(RUNNERS)}, '
                      f'got {parallel!r}')
-  if parallel == 'pmap':
-    local = [d for d in devices if d.process_index == jax.process_index()]
-    return PmapRunner(local)
-  return ShardMapRunner(devices)
+  return RUNNERS[parallel](devices)
