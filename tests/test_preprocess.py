@@ -4,6 +4,10 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import chex
 import cv2
@@ -445,3 +449,47 @@ def test_options_key_and_opt_in_min_face_size():
           'mosei_raw_i500_mel_mtcnn_mfs40')
   assert (preprocess.Options(face_detector='center', min_face_size=40)
           .key('mosei', 'raw') == 'mosei_raw_i500_mel_center')
+
+
+def test_sigkill_mid_build_then_rerun_computes_each_clip_once(
+    mosei_raw, tmp_path, monkeypatch):
+  """``python -m data_pipelines.preprocess`` killed with SIGKILL once its
+  first clip is cached; the rerun computes only the clips not cached, and
+  the result equals an uninterrupted build."""
+  root, _ = mosei_raw
+  cache = tmp_path / 'cache'
+  opts = dict(face_detector='mtcnn', img_interval=100)
+  key = preprocess.Options(**opts).key('mosei', 'raw')
+  command = [sys.executable, '-m', 'data_pipelines.preprocess',
+             '--dataset', 'mosei', '--raw_dir', str(root), '--cache_dir',
+             str(cache), '--splits', 'train', '--splits_dir',
+             str(root / 'splits'), '--num_workers', '0',
+             '--face_detector', 'mtcnn', '--img_interval', '100']
+  proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+  deadline = time.time() + 300
+  try:
+    while not list((cache / key).glob('*.npz')):
+      assert proc.poll() is None, 'the build ended before it was killed'
+      assert time.time() < deadline
+      time.sleep(0.02)
+  finally:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+  before = {f.name: f.stat().st_mtime_ns for f in (cache / key).glob('*.npz')}
+  calls = []
+  real = preprocess.compute_clip
+  monkeypatch.setattr(preprocess, 'compute_clip', lambda clip, o, **kw: (
+      calls.append(clip.clip_id) or real(clip, o, **kw)))
+  resumed = examples('mosei', root, cache_dir=cache, **opts)
+  assert 0 < len(before) < len(resumed), (len(before), len(resumed))
+  assert sorted(calls) == sorted(c for c, _ in resumed
+                                 if f'{c}.npz' not in before)
+  assert {n: (cache / key / n).stat().st_mtime_ns for n in before} == before
+  monkeypatch.setattr(preprocess, 'compute_clip', real)
+  fresh = examples('mosei', root, cache_dir=tmp_path / 'fresh', **opts)
+  assert [c for c, _ in fresh] == [c for c, _ in resumed]
+  for (_, a), (_, b) in zip(fresh, resumed):
+    np.testing.assert_array_equal(a['faces'], b['faces'])
+    np.testing.assert_array_equal(a['spec'], b['spec'])
