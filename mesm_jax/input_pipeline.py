@@ -8,6 +8,20 @@ L tokens, E emotions.  Batch contract (docs/design.md):
   spec float32 [B, C, 128, 32]      spec_mask bool [B, C]
   labels float32 [B, E]      clip_mask bool [B]      clip_id string [B]
 
+The baselines (``config.model`` in ``configs.BASELINES``) read feature
+sequences instead (``build_tfds`` and ``make_dataset`` read ``config.model``):
+
+  text_feats float32 [B, Lt, 300]   text_feats_mask bool [B, Lt]
+  audio_feats float32 [B, La, 144]  audio_feats_mask bool [B, La]
+  vision_feats float32 [B, Lv, 35]  vision_feats_mask bool [B, Lv]
+  labels, clip_mask, clip_id as above
+
+with Lt, La, Lv = ``max_text_feats``, ``max_audio_feats``,
+``max_vision_feats``: one static shape, no buckets.  Text keeps its first
+``max_text_feats`` words; audio and vision frames are capped like faces
+(``cap_uniform``).  Eval batches keep every clip once (``pad_batch``), as
+for the end-to-end data.
+
 Rules (docs/input_pipeline.md):
   * Cap: a clip with more than ``max_frames`` frames keeps ``max_frames`` of
     them, uniformly spaced over the clip (frame i of the kept ones is the
@@ -31,7 +45,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data_pipelines.tfds import base as tfds_base
+from data_pipelines.tfds import features as tfds_features
 from data_pipelines.tfds import prepare
+from mesm_jax.configs import BASELINES
 
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
@@ -83,8 +99,14 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
     progress: show progress bars while preprocessing.
 
   Returns:
-    The prepared builder (``data_pipelines.tfds.prepare.prepare``).
+    The prepared builder (``data_pipelines.tfds.prepare.prepare``); for a
+    baseline (``is_feature_config``) the ``features_e2e`` data
+    (``build_feature_tfds``; face_detector and num_workers unused).
   """
+  if is_feature_config(config):
+    return build_feature_tfds(config, raw_dir=raw_dir, data_dir=data_dir,
+                              synthetic_clips=synthetic_clips,
+                              progress=progress)
   return prepare.prepare(
       config.dataset, builder_config(config, face_detector),
       raw_dir=raw_dir or config.raw_dir or None,
@@ -163,9 +185,9 @@ def prepare_clip(ex: dict[str, tf.Tensor], max_frames: int, max_chunks: int,
   }
 
 
-def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
-                 ) -> dict[str, tf.Tensor]:
-  """Pads a batch to ``batch_size`` clips, normalises faces, spec -> f32."""
+def pad_batch(batch: dict[str, tf.Tensor], batch_size: int
+              ) -> dict[str, tf.Tensor]:
+  """Pads every array of a batch to ``batch_size`` clips, adds clip_mask."""
   n = tf.shape(batch['labels'])[0]
   out = {}
   for key, value in batch.items():
@@ -173,6 +195,13 @@ def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
       out[key] = _pad_rows(value, batch_size)
       out[key].set_shape([batch_size] + value.shape.as_list()[1:])
   out['clip_mask'] = tf.range(batch_size) < n
+  return out
+
+
+def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
+                 ) -> dict[str, tf.Tensor]:
+  """Pads a batch to ``batch_size`` clips, normalises faces, spec -> f32."""
+  out = pad_batch(batch, batch_size)
   mean = tf.constant(FACE_MEAN, tf.float32)
   std = tf.constant(FACE_STD, tf.float32)
   faces = (tf.cast(out['faces'], tf.float32) - mean) / std
@@ -216,7 +245,8 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
     prefetch: batches to prefetch (default: autotune).
 
   Returns:
-    A finite tf.data.Dataset of batch dicts (the batch contract).
+    A finite tf.data.Dataset of batch dicts (the batch contract; for a
+    baseline the feature-sequence contract, one static shape).
   """
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
@@ -231,10 +261,16 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
   host_split = tfds.split_for_jax_process(split, process_index=pi,
                                           process_count=pc)
   ds = _read(builder, host_split, config, train, seed + epoch)
-  shapes = bucket_shapes(config.max_frames, config.max_chunks)
-  ds = _bucket_batches(ds, config, shapes, batch_size, train, seed + epoch)
+  if is_feature_config(config):  # one static shape: one "bucket"
+    shapes = [(0, 0)]
+    ds = _feature_batches(ds, config, batch_size, train, seed + epoch)
+    finish = pad_batch
+  else:
+    shapes = bucket_shapes(config.max_frames, config.max_chunks)
+    ds = _bucket_batches(ds, config, shapes, batch_size, train, seed + epoch)
+    finish = finish_batch
   ds = ds.skip(skip_batches)
-  ds = ds.map(lambda b: finish_batch(b, batch_size),
+  ds = ds.map(lambda b: finish(b, batch_size),
               num_parallel_calls=tf.data.AUTOTUNE)
   if pc > 1:
     ds = _same_batch_count(ds, builder, split, pc, batch_size, train,
@@ -305,3 +341,70 @@ def _empty_batch(spec: dict[str, tf.TensorSpec], shape: tuple[int, int]
     dims = [size[key] if d is None else d for d in s.shape.as_list()]
     out[key] = tf.zeros(dims, s.dtype)
   return out
+
+
+# --------------------------------------------------------------------------
+# The baselines' feature sequences (data_pipelines/tfds/features.py).
+
+
+def is_feature_config(config: ConfigDict) -> bool:
+  """True when ``config`` trains a baseline on feature sequences."""
+  return config.model in BASELINES
+
+
+def build_feature_tfds(config: ConfigDict, *,
+                       raw_dir: str | Path | None = None,
+                       data_dir: str | Path | None = None,
+                       synthetic_clips: int | None = None,
+                       progress: bool = True) -> tfds_features.FeaturesE2e:
+  """The prepared ``features_e2e`` data of ``config``, built once.
+
+  For 'synthetic' the raw dir (default ``<data_dir>/synthetic_raw``) and its
+  split files are the end-to-end synthetic data's; ``config.features_pickle``
+  names a MulT / MMSA pickle whose features are joined with the labels of
+  the raw data (``raw_dir``) on the split files (``splits_dir``).
+  """
+  return prepare.prepare_features(
+      config.dataset, raw_dir=raw_dir or config.raw_dir or None,
+      data_dir=data_dir or config.data_dir or None,
+      features_pickle=config.features_pickle,
+      splits_dir=config.splits_dir or None,
+      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress)
+
+
+def feature_caps(config: ConfigDict) -> dict[str, int]:
+  """Feature key -> the static length it is capped and padded to."""
+  return {'text_feats': int(config.max_text_feats),
+          'audio_feats': int(config.max_audio_feats),
+          'vision_feats': int(config.max_vision_feats)}
+
+
+def prepare_feature_clip(ex: dict[str, tf.Tensor], caps: dict[str, int]
+                         ) -> dict[str, tf.Tensor]:
+  """Caps one clip's sequences and pads them to the static caps, with masks.
+
+  ``caps``: feature key -> largest length.  Text keeps its first words,
+  audio and vision frames evenly spaced ones (``cap_uniform``).
+  """
+  out = {'labels': tf.cast(ex['labels'], tf.float32),
+         'clip_id': ex['clip_id']}
+  for key, cap in caps.items():
+    x = tf.cast(ex[key], tf.float32)
+    x = x[:cap] if key == 'text_feats' else cap_uniform(x, cap)
+    n = tf.shape(x)[0]
+    out[key] = tf.ensure_shape(_pad_rows(x, cap), [cap, x.shape[-1]])
+    out[f'{key}_mask'] = tf.range(cap) < n
+  return out
+
+
+def _feature_batches(ds: tf.data.Dataset, config: ConfigDict,
+                     batch_size: int, train: bool, seed: int
+                     ) -> tf.data.Dataset:
+  """Caps and pads feature clips to the static caps, shuffles, batches."""
+  caps = feature_caps(config)
+  ds = ds.map(lambda ex: prepare_feature_clip(ex, caps),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  if train:
+    ds = ds.shuffle(config.shuffle_buffer, seed=seed,
+                    reshuffle_each_iteration=False)
+  return ds.batch(batch_size, drop_remainder=train)

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import synthetic
 from data_pipelines.tfds import base
+from data_pipelines.tfds import features as features_tfds
 from data_pipelines.tfds.iemocap_e2e import IemocapE2e
 from data_pipelines.tfds.manifest_e2e import ManifestE2e
 from data_pipelines.tfds.mosei_e2e import MoseiE2e
@@ -175,6 +176,77 @@ def check_source(builder: base.E2EBuilder,
                'another --data_dir for the new data (or delete '
                f'{path} to rebuild it there).')
   raise SourceMismatchError('\n'.join(lines))
+
+
+def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
+                     data_dir: str | Path | None = None,
+                     features_pickle: str = '',
+                     splits_dir: str | Path | None = None,
+                     synthetic_clips: int | None = None, seed: int = 0,
+                     progress: bool = True
+                     ) -> features_tfds.FeaturesE2e:
+  """Prepares the baselines' feature-sequence data once (``features_e2e``).
+
+  Args:
+    dataset: 'synthetic' without ``features_pickle``: features drawn from
+      the synthetic raw data's labels on its split files (the same raw dir,
+      ``<data_dir>/synthetic_raw`` by default, and the same splits as the
+      end-to-end synthetic data).  'mosei' | 'iemocap' (or 'synthetic', read
+      as MOSEI) with ``features_pickle``: the pickle's features joined with
+      the labels of the raw data in ``raw_dir`` on the split files.
+    raw_dir, data_dir, synthetic_clips, progress: as ``prepare``.
+    seed: seed of the synthetic raw data when it is generated (the synthetic
+      features are drawn with seed 0 whatever it is).
+    features_pickle: a MulT / MMSA / MESM feature pickle ('' = synthetic).
+    splits_dir: split files of a pickle source (default: the authors';
+      synthetic: the raw dir's ``splits/``).
+
+  Returns:
+    The prepared ``features_e2e`` builder.  Data already built for the same
+    source (the config name: dataset, pickle path and size, or the synthetic
+    seed) is reused as it is.
+  """
+  data_dir = data_dir_path(data_dir)
+  labels_of = 'mosei' if dataset == 'synthetic' else dataset
+  if features_pickle:
+    if labels_of not in ('mosei', 'iemocap'):
+      raise ValueError(f'features_pickle: labels from dataset {dataset!r} '
+                       "are not supported (mosei, iemocap, synthetic)")
+    config = features_tfds.features_config('pickle', str(features_pickle),
+                                           dataset=labels_of)
+  elif dataset == 'synthetic':
+    # One feature draw (seed 0) whatever the run's seed, as the end-to-end
+    # data is one build for every seed of a sweep.
+    config = features_tfds.features_config('synthetic')
+  else:
+    raise ValueError(f'dataset {dataset!r}: the baselines read feature '
+                     'sequences; pass --features_pickle (a MulT / MMSA '
+                     "pickle) or use --dataset synthetic")
+  for named in features_tfds.FeaturesE2e.BUILDER_CONFIGS:
+    if named.name == config.name:  # TFDS wants the class's own object
+      config = named
+  if dataset == 'synthetic':
+    raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
+    splits_dir = splits_dir or raw_dir / 'splits'
+  builder = features_tfds.FeaturesE2e(config=config, data_dir=str(data_dir),
+                                      splits_dir=splits_dir)
+  name = f'{builder.name}/{config.name}'
+  if builder.is_prepared():
+    if progress:
+      print(f'TFDS data {name}: {builder.data_dir}', flush=True)
+    return builder
+  if dataset == 'synthetic':
+    write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=seed)
+  elif raw_dir is None or not Path(raw_dir).is_dir():
+    raise FileNotFoundError(
+        f'No data for {name}: the labels come from the raw {dataset} data '
+        f'(--raw_dir), {raw_dir} is not a directory.')
+  if progress:
+    print(f'Building {name} (once) into {data_dir}', flush=True)
+  tfds.disable_progress_bar()
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(raw_dir or ''), try_download_gcs=False))
+  return builder
 
 
 def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,

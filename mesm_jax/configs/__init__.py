@@ -10,7 +10,9 @@ model:
 * ``'manifest'``: your own clips listed in a CSV / JSONL manifest;
 * ``'smoke'``: tiny widths for tests.
 
-``model`` is ``'mesm'`` (the default) or ``'fe2e'``.  It sets ``model`` and
+``model`` is ``'mesm'`` (the default), ``'fe2e'`` or one of the baselines
+``BASELINES`` (``'lf_lstm'``, ``'lf_trans'``, ``'mult'``, ``'emoembs'``:
+batch 32, trained on feature sequences).  It sets ``model`` and
 the batch size that goes with it: the paper trains MESM with batches of 2 and
 FE2E with batches of 8 (MOSEI and IEMOCAP; ``'synthetic'`` and ``'smoke'``
 keep their own).  So ``get_config('iemocap', 'fe2e')`` from Python and
@@ -31,11 +33,13 @@ from typing import Optional
 import ml_collections
 
 from mesm_jax.configs.checks import check
-from mesm_jax.configs.default import CHOICES, HELP, MODELS, PAPER_BATCH_SIZE
+from mesm_jax.configs.default import (BASELINES, CHOICES, HELP, MODELS,
+                                      PAPER_BATCH_SIZE)
 
 NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'manifest', 'smoke')
 
-__all__ = ['CHOICES', 'HELP', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE', 'check',
+__all__ = ['BASELINES', 'CHOICES', 'HELP', 'MODELS', 'NAMES',
+           'PAPER_BATCH_SIZE', 'check',
            'get_config']
 
 

@@ -17,8 +17,9 @@ POSITIVE_INTS = (
     'trans_nlayers', 'trans_nheads', 'trans_ff_dim', 'scratch_vocab_size',
     'scratch_text_dim', 'scratch_text_layers', 'scratch_text_heads',
     'scratch_text_ff_dim', 'checkpoint_every_steps', 'log_every_steps',
-    'synthetic_clips', 'keep_checkpoints')
-NON_NEGATIVE = ('early_stop', 'clip_grad', 'weight_decay')
+    'synthetic_clips', 'keep_checkpoints', 'max_text_feats',
+    'max_audio_feats', 'max_vision_feats')
+NON_NEGATIVE = ('early_stop', 'clip_grad', 'weight_decay', 'baseline_layers')
 POSITIVE = ('lr', 'text_lr_factor', 'top_p')
 
 

@@ -21,8 +21,12 @@ state.
 
 import ml_collections
 
-MODELS = ('mesm', 'fe2e')
-PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8}
+# The baselines of Tables 3 and 4, trained on feature sequences
+# (mesm_jax.models.baselines).  The paper does not give their batch size: 32
+# is MulT's default (its MOSEI command) and the one used for all four here.
+BASELINES = ('lf_lstm', 'lf_trans', 'mult', 'emoembs')
+MODELS = ('mesm', 'fe2e') + BASELINES
+PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8, **{b: 32 for b in BASELINES}}
 
 CHOICES = {
     'dataset': ('mosei', 'iemocap', 'synthetic', 'manifest'),
@@ -83,6 +87,19 @@ HELP = {
                  'TFDS data',
     'synthetic_clips': 'synthetic dataset only: number of generated clips '
                        '(70/15/15 % train/valid/test)',
+    'max_text_feats': 'baselines only: at most this many word vectors per '
+                      'clip (the first ones); shorter texts are padded and '
+                      'masked (MulT\'s MOSEI text length: 50)',
+    'max_audio_feats': 'baselines only: at most this many acoustic frames '
+                       '(400 ms each) per clip, kept evenly spaced over the '
+                       'clip; padded and masked up to it',
+    'max_vision_feats': 'baselines only: at most this many facial action '
+                        'unit frames per clip, kept evenly spaced over the '
+                        'clip; padded and masked up to it',
+    'features_pickle': 'baselines only: a MulT / MMSA feature pickle, '
+                       'joined by clip id with the labels and splits of '
+                       "--raw_dir ('' = the synthetic features of --dataset "
+                       'synthetic)',
     'beam_options': "'' = build locally with worker processes; else Apache "
                     'Beam pipeline options, e.g. runner=DirectRunner,'
                     'direct_num_workers=4 or runner=DataflowRunner,project=...,'
@@ -90,8 +107,9 @@ HELP = {
                     "'.[beam]'",
     # --- model -------------------------------------------------------------
     'model': 'mesm (sparse CNN stages 3-5 after cross-modal attention; needs '
-             'the text modality) | fe2e (dense CNNs). Sets the paper\'s batch '
-             'size: MESM 2, FE2E 8',
+             'the text modality) | fe2e (dense CNNs) | the baselines on '
+             'feature sequences: lf_lstm | lf_trans | mult | emoembs. Sets the '
+             'batch size: MESM 2, FE2E 8 (paper), baselines 32',
     'modalities': 'modalities used: any non-empty subset of t (text), a '
                   '(audio), v (visual faces)',
     'top_p': 'MESM\'s nucleus threshold p: each frame of a sparse stage '
@@ -102,6 +120,10 @@ HELP = {
     'attention_grad': 'none (faithful, quirk 1: the cross-modal attention '
                       'gets no gradient and never learns) | scaled (kept '
                       'features are scaled by their attention: it learns)',
+    'baseline_layers': 'baselines only: layers of MulT\'s crossmodal and '
+                       'memory Transformers and of EmoEmbs\' LSTMs; 0 = '
+                       'each baseline\'s published depth (MulT 5, memory 3 '
+                       'or more; EmoEmbs 2). LF-TRANS reads trans_nlayers',
     'cnn_features': 'channels of the visual and audio CNNs: stem/VGG blocks '
                     '1-2, stage 3, stage 4, stage 5 (4 widths)',
     'cnn_fc_dim': 'width of the fully connected layer after each CNN',
@@ -172,7 +194,7 @@ HELP = {
 
 
 def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
-  """The authors' settings for ``model`` ('mesm' or 'fe2e')."""
+  """The authors' settings for ``model`` ('mesm', 'fe2e' or a baseline)."""
   c = ml_collections.ConfigDict()
 
   # --- data --------------------------------------------------------------
@@ -192,6 +214,11 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.shuffle_buffer = 256
   c.text_rule = 'last_colon'
   c.beam_options = ''
+  c.max_text_feats = 50
+  c.max_audio_feats = 100
+  c.max_vision_feats = 100
+  c.features_pickle = ''
+  c.baseline_layers = 0
 
   # --- model -------------------------------------------------------------
   c.model = model
