@@ -1,5 +1,9 @@
 """FE2E and MESM as Flax Linen modules, built from a flat config.
 
+``build_model`` also builds the paper's baselines (``config.model`` one of
+``baselines.BASELINES``: 'lf_lstm', 'lf_trans', 'mult', 'emoembs'), which
+read feature sequences instead of faces, spectrograms and tokens.
+
     model = build_model(mesm_jax.get_config('smoke'))
     variables = model.init(jax.random.key(0), batch, train=False)
     out = model.apply(variables, batch, train=True,
@@ -13,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from mesm_jax.models.attention import CrossModalAttention
+from mesm_jax.models.baselines import BASELINES, build_baseline
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
 from mesm_jax.models.conv import check_chunk
@@ -21,7 +26,8 @@ from mesm_jax.models.multimodal import MultimodalModel
 from mesm_jax.models.sparse import gathered_stage, masked_stage
 from mesm_jax.models.text import ScratchTextEncoder, build_text_encoder
 
-MODELS = ('fe2e', 'mesm')
+END_TO_END = ('fe2e', 'mesm')
+MODELS = END_TO_END + BASELINES
 DTYPES = ('float32', 'bfloat16')
 
 
@@ -66,6 +72,8 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
     An unbound ``MultimodalModel``.
   """
   _check_config(config)
+  if config.model in BASELINES:
+    return build_baseline_model(config)
   if 't' in config.modalities and text_encoder is None:
     text_encoder = build_text_encoder(config)
   return MultimodalModel(
@@ -81,6 +89,35 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       conv_chunk=int(config.conv_chunk))
 
 
+def is_baseline(config) -> bool:
+  """True for the feature-sequence baselines (no CNN, no text encoder)."""
+  return config.model in BASELINES
+
+
+def build_baseline_model(config) -> nn.Module:
+  """A baseline from the config: its own (published) widths.
+
+  Only LF-TRANS reads the config's Transformer fields (``trans_nlayers``,
+  ``trans_ff_dim``, ``dropout``, ``dtype``; its width is each modality's
+  feature width); ``baseline_layers`` (0 = published) sets the depth of
+  MulT (crossmodal and memory encoders) and of EmoEmbs' LSTMs; everything
+  else is the modules' own hyper-parameters (``mesm_jax.models.baselines``).
+  No BatchNorm: the step's axis is not needed.
+  """
+  kw = {}
+  layers = int(config.get('baseline_layers', 0))
+  if config.model == 'lf_trans':
+    kw = dict(trans_nlayers=int(config.trans_nlayers),
+              trans_ff_dim=int(config.trans_ff_dim),
+              dropout=float(config.dropout), dtype=jnp.dtype(config.dtype))
+  elif config.model == 'mult' and layers:
+    kw = dict(num_layers=layers, mem_layers=layers)
+  elif config.model == 'emoembs' and layers:
+    kw = dict(num_layers=layers)
+  return build_baseline(config.model, int(config.num_emotions),
+                        config.modalities, **kw)
+
+
 # The text model's part, which trains at lr / text_lr_factor: the encoder
 # and its classifier, as in the original's two Adam parameter groups.
 TEXT_GROUP = ('text_encoder', 'text_head')
@@ -88,6 +125,9 @@ TEXT_GROUP = ('text_encoder', 'text_head')
 
 def param_labels(params):
   """Pytree like ``params``: ``'text'`` under ``TEXT_GROUP``, else ``'default'``.
+
+  The baselines have neither subtree: all their parameters are ``'default'``
+  (one learning rate, ``lr``).
 
   Accepts the ``params`` collection (or a variables dict holding it).
   """
@@ -99,7 +139,8 @@ def param_labels(params):
 
 __all__ = [
     'CrossModalAttention', 'FrameCNN', 'INITS', 'MaskedBatchNorm',
-    'MultimodalModel', 'ScratchTextEncoder', 'build_model',
+    'BASELINES', 'MultimodalModel', 'ScratchTextEncoder', 'build_model',
+    'build_baseline_model', 'is_baseline',
     'build_text_encoder', 'gathered_stage', 'masked_stage', 'param_labels',
     'pytorch_init',
 ]

@@ -1,5 +1,10 @@
 """The training loop's view of the input pipeline (``mesm_jax.input_pipeline``).
 
+For the baselines (``config.model`` in ``configs.BASELINES``) the data is
+the feature sequences of ``features_e2e`` (``input_pipeline.build_tfds``
+and ``make_dataset`` choose by ``config.model``); everything else is the
+same.
+
 Wraps ``input_pipeline.build_tfds`` / ``make_dataset`` into what the loop
 needs: numpy batches of one host's share for an epoch (from a given batch,
 for resuming), evaluation batches, the training labels (for the positive
@@ -35,9 +40,9 @@ class Data:
                           else process_index)
     self.process_count = (jax.process_count() if process_count is None
                           else process_count)
-    self.builder = input_pipeline.build_tfds(
-        config, raw_dir=config.raw_dir or None, data_dir=config.data_dir or None,
-        **synthetic_kwargs(config))
+    # The baselines read feature sequences (features_e2e), FE2E / MESM clips.
+    self.features = input_pipeline.is_feature_config(config)
+    self.builder = build(config)
 
   def emotions(self) -> Tuple[str, ...]:
     """The label names, in label-vector order; checks ``num_emotions``."""
@@ -95,14 +100,27 @@ class Data:
   def train_labels(self) -> Iterator[np.ndarray]:
     """Labels of every training clip (faces and audio left undecoded)."""
     skip = tfds.decode.SkipDecoding()
+    heavy = (('text_feats', 'audio_feats', 'vision_feats') if self.features
+             else ('faces', 'spec'))
     ds = self.builder.as_dataset(split='train', decoders={
-        'faces': skip, 'spec': skip})
+        key: skip for key in heavy})
     ds = ds.map(lambda ex: ex['labels']).batch(1024)
     return ds.as_numpy_iterator()
 
   def sample_batch(self, batch_size: int) -> Dict[str, np.ndarray]:
     """One evaluation batch, to initialise the model's shapes."""
     return next(self.eval_batches('valid', batch_size))
+
+
+def build(config, progress: bool = True):
+  """``config``'s prepared TFDS data (built once), as training reads it.
+
+  ``input_pipeline.build_tfds`` with the config's raw and data dirs and, for
+  the synthetic dataset, its ``synthetic_clips``; the baselines get their
+  ``features_e2e`` data.
+  """
+  return input_pipeline.build_tfds(config, progress=progress,
+                                   **synthetic_kwargs(config))
 
 
 def synthetic_kwargs(config) -> Dict[str, int]:

@@ -93,7 +93,10 @@ def init_state(config, model,
 
   ``config.init``: 'flax' keeps the values of ``model.init``; 'pytorch'
   draws them again by PyTorch's default rules (``models.pytorch_init``), all
-  but the text encoder's.
+  but the text encoder's.  The baselines (``models.is_baseline``) keep their
+  modules' own initialisation whatever ``init`` says (e.g. EmoEmbs' learned
+  emotion embeddings N(0, 1/300) and its fusion weights 1/M) and load no
+  text encoder.
   """
   if config.init not in models.INITS:
     raise ValueError(f'init must be one of {models.INITS}, got '
@@ -104,10 +107,11 @@ def init_state(config, model,
   init = jax.jit(functools.partial(model.init, train=False))
   variables = init({'params': init_rng, 'dropout': dropout_rng}, sample)
   params = dict(variables['params'])
-  if config.init == 'pytorch':
+  baseline = models.is_baseline(config)
+  if config.init == 'pytorch' and not baseline:
     # A fourth key of the seed: the three above (and so init='flax') stay.
     params = models.pytorch_init(params, jax.random.fold_in(rng, 3))
-  if config.text_model != 'scratch':
+  if config.text_model != 'scratch' and not baseline:
     params['text_encoder'] = text.load_pretrained_params(config)
   params = jax.device_get(params)
   state = step_lib.TrainState.create(

@@ -73,12 +73,8 @@ def prepare_data(config) -> int:
   """
   _quiet_tensorflow()
   # pylint: disable=g-import-not-at-top
-  from mesm_jax import input_pipeline
   from mesm_jax.train import data
-  return _exit_code(   # as the training's data.Data builds it
-      lambda: input_pipeline.build_tfds(
-          config, raw_dir=config.raw_dir or None,
-          data_dir=config.data_dir or None, **data.synthetic_kwargs(config)))
+  return _exit_code(lambda: data.build(config))  # as training builds it
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:

@@ -26,7 +26,10 @@ from mesm_jax.train import optim
 
 AXIS = 'batch'
 MODEL_KEYS = ('text_ids', 'text_mask', 'faces', 'face_mask', 'spec',
-              'spec_mask', 'labels', 'clip_mask')
+              'spec_mask', 'labels', 'clip_mask',
+              # the baselines' feature sequences (input_pipeline)
+              'text_feats', 'text_feats_mask', 'audio_feats',
+              'audio_feats_mask', 'vision_feats', 'vision_feats_mask')
 
 
 class TrainState(train_state.TrainState):

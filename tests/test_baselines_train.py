@@ -1,0 +1,168 @@
+"""The paper's baselines through the real training path (issue 18).
+
+Synthetic feature sequences (``features_e2e``, built once for the module
+from the synthetic raw data's labels and splits) -> ``make_dataset``
+-> ``loop.train_and_evaluate`` with ``--model lf_lstm`` etc.: the same
+loop, metrics, checkpoints and results.json as FE2E / MESM.
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import mesm_jax
+from data_pipelines import features
+from data_pipelines.tfds import prepare
+from mesm_jax import configs
+from mesm_jax import input_pipeline
+from mesm_jax import models
+from mesm_jax.train import loop
+from mesm_jax.train import metrics as metrics_lib
+
+CLIPS = 80
+CAPS = dict(max_text_feats=16, max_audio_feats=15, max_vision_feats=24)
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """The synthetic raw data and its features_e2e data, built once."""
+  d = tmp_path_factory.mktemp('tfds')
+  prepare.prepare_features('synthetic', data_dir=d, synthetic_clips=CLIPS,
+                           progress=False)
+  return d
+
+
+def baseline_config(data_dir, model, **overrides):
+  c = mesm_jax.get_config('smoke', model)
+  c.dataset = 'synthetic'
+  c.data_dir = str(data_dir)
+  c.epochs = 2
+  c.early_stop = 0
+  c.baseline_layers = 1         # MulT, EmoEmbs: one layer (CPU compile time)
+  c.batch_size = 8
+  c.eval_batch_size = 16
+  c.lr = 1e-3
+  c.checkpoint_every_steps = 1000
+  c.log_every_steps = 5
+  c.deterministic_input = True
+  c.update(CAPS)
+  with c.unlocked():
+    c.synthetic_clips = CLIPS
+  c.update(overrides)
+  return c
+
+
+def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
+  config = baseline_config(data_dir, 'lf_lstm')
+  builder = input_pipeline.build_tfds(config, progress=False)
+  assert builder.name == 'features_e2e'
+  assert 'synthetic' in builder.builder_config.name
+  raw = data_dir / prepare.SYNTHETIC_RAW / 'splits'
+  for split in ('valid', 'test'):   # (the loop checks every clip is seen)
+    want = sorted(l for l in (raw / f'{split}.txt').read_text().split() if l)
+    ds = input_pipeline.make_dataset(
+        config, split, train=False, builder=builder, process_index=0,
+        process_count=1)
+    seen = []
+    for batch in ds.as_numpy_iterator():
+      assert batch['text_feats'].shape == (16, 16, 300)
+      assert batch['audio_feats'].shape == (16, 15, 144)
+      assert batch['vision_feats'].shape == (16, 24, 35)
+      assert batch['vision_feats_mask'].dtype == bool
+      real = batch['clip_mask']
+      seen += [c.decode() for c in batch['clip_id'][real]]
+      # padding positions hold zeros, every real clip at least one position
+      assert not batch['audio_feats'][~batch['audio_feats_mask']].any()
+      assert batch['text_feats_mask'][real].any(-1).all()
+    assert sorted(seen) == want          # every clip exactly once
+  train = input_pipeline.make_dataset(
+      config, 'train', train=True, builder=builder, process_index=0,
+      process_count=1)
+  sizes = [b['clip_mask'].sum() for b in train.as_numpy_iterator()]
+  assert sizes and all(s == 8 for s in sizes)   # train drops the remainder
+
+
+def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
+                                                           tmp_path):
+  """A MulT / MMSA pickle + the raw MOSEI-layout labels and split files."""
+  raw = data_dir / prepare.SYNTHETIC_RAW
+  truth = json.loads((raw / 'ground_truth.json').read_text())
+  ids = sorted(truth)
+  rng = np.random.default_rng(1)
+  feats = features.synthetic_features(
+      {i: np.asarray(truth[i]['labels']) for i in ids[1:]}, rng)  # 1 lacking
+  splits = {}
+  for i, f in feats.items():
+    splits.setdefault(truth[i]['split'], {})[i] = f
+  path = features.write_feature_pickle(tmp_path / 'mosei_feats.pkl', splits)
+  builder = prepare.prepare_features(
+      'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
+      features_pickle=str(path), splits_dir=raw / 'splits', progress=False)
+  assert builder.builder_config.name.startswith('pickle-mosei-mosei_feats_')
+  total = sum(builder.info.splits[s].num_examples
+              for s in ('train', 'valid', 'test'))
+  assert total == len(ids) - 1
+  missing = builder.info.metadata['source']['missing_features']
+  assert sum(missing.values()) == 1
+  ex = next(iter(builder.as_dataset(split='test').as_numpy_iterator()))
+  clip = ex['clip_id'].decode()
+  np.testing.assert_allclose(ex['audio_feats'], feats[clip]['audio'],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(ex['labels'], truth[clip]['labels'])
+
+
+def test_build_model_gives_the_baselines_one_parameter_group(data_dir):
+  for name in configs.BASELINES:
+    config = baseline_config(data_dir, name)
+    model = models.build_model(config)
+    assert type(model).__name__ == {
+        'lf_lstm': 'LFLSTM', 'lf_trans': 'LFTrans', 'mult': 'MulT',
+        'emoembs': 'EmoEmbs'}[name]
+    batch = {'labels': np.zeros((2, 6), np.float32),
+             'clip_mask': np.ones(2, bool)}
+    for key, n, d in (('text_feats', 3, 300), ('audio_feats', 2, 144),
+                      ('vision_feats', 4, 35)):
+      batch[key] = np.zeros((2, n, d), np.float32)
+      batch[f'{key}_mask'] = np.ones((2, n), bool)
+    params = jax.eval_shape(lambda m=model, b=batch: m.init(
+        jax.random.key(0), b))['params']
+    labels = set(jax.tree_util.tree_leaves(models.param_labels(params)))
+    assert labels == {'default'}, name          # no text group: one lr
+
+
+def _chance_f1(labels: np.ndarray) -> float:
+  """Average F1 of predicting every emotion present for every clip."""
+  p = labels.mean(0)
+  return float(np.mean(2 * p / (1 + p)))
+
+
+@pytest.mark.usefixtures('fast_compile')
+@pytest.mark.parametrize('model', configs.BASELINES)
+def test_baseline_trains_through_the_real_loop(data_dir, tmp_path, model):
+  config = baseline_config(data_dir, model)
+  workdir = tmp_path / 'work'
+  results = loop.train_and_evaluate(config, str(workdir))
+  on_disk = json.loads((workdir / 'results.json').read_text())
+  metrics = on_disk['metrics']
+  assert results['metrics'] == metrics
+  assert on_disk['config']['model'] == model
+  assert (workdir / 'checkpoints' / 'best').is_dir()
+  # The same metric keys as FE2E / MESM: those of metrics.evaluate_splits,
+  # the losses.
+  emotions = list(on_disk['thresholds'])
+  assert len(emotions) == 6
+  fake = {'probs': np.full((4, 6), 0.5), 'labels': np.eye(6)[:4]}
+  _, expected = metrics_lib.evaluate_splits(fake, fake, emotions, 'mosei')
+  assert set(metrics) == set(expected) | {'valid/loss', 'test/loss',
+                                          'train/loss'}
+  # Well above chance: the synthetic features carry the labels.
+  builder = input_pipeline.build_tfds(config, progress=False)
+  test_labels = np.concatenate([
+      ex['labels'][None] for ex in builder.as_dataset(split='test')
+      .as_numpy_iterator()])
+  chance = _chance_f1(test_labels)
+  print(f'{model}: test F1 avg {metrics["test/f1/avg"]:.3f} (all-positive '
+        f'{chance:.3f}), WAcc avg {metrics["test/mosei_wacc/avg"]:.3f}')
+  assert metrics['test/f1/avg'] > chance + 0.15, (model, metrics, chance)
