@@ -21,6 +21,7 @@ Named grids (``GRIDS``); a JSON file with the same keys (``dataset``,
 | top_p_mosei | mosei | FE2E; MESM p = 0.1, 0.3, 0.5, 0.7, 0.9 | 3 |
 | synthetic_demo | synthetic | FE2E; MESM p = 0.5, the demo's config | 2 |
 | synthetic_tiny | synthetic | FE2E; MESM p = 0.5, smoke widths, 1 epoch | 2 |
+| baselines_synthetic | synthetic | LF-LSTM; LF-TRANS; EmoEmbs; MulT on synthetic feature sequences, 3 epochs | 2 |
 
 Seeds: 5 for IEMOCAP's main table (its test split is small: 5 seeds give a
 usable standard deviation), 3 elsewhere (MOSEI runs take longer).  The p
@@ -51,6 +52,17 @@ TINY_BASE = {
     'scratch_text_heads': 2, 'scratch_text_ff_dim': 32, 'text_max_len': 12,
     'max_frames': 1, 'max_chunks': 1, 'batch_size': 4, 'eval_batch_size': 8,
     'face_detector': 'center', 'deterministic_input': True, 'lr': 1e-3,
+}
+
+# The baselines of Tables 3 and 4 on the synthetic feature sequences
+# (features_e2e, the synthetic data's labels and splits): their own widths,
+# LF-TRANS with one layer, short caps; minutes on a CPU.
+BASELINES = ('lf_lstm', 'lf_trans', 'emoembs', 'mult')
+BASELINES_BASE = {
+    'synthetic_clips': 80, 'epochs': 3, 'early_stop': 0, 'trans_nlayers': 1,
+    'trans_ff_dim': 64, 'max_text_feats': 16, 'max_audio_feats': 15,
+    'max_vision_feats': 24, 'batch_size': 8, 'eval_batch_size': 16,
+    'deterministic_input': True, 'lr': 1e-3,
 }
 
 
@@ -102,6 +114,12 @@ GRIDS = {
         rows=(FE2E, {'model': 'mesm', 'top_p': 0.5}), seeds=(0, 1),
         base=TINY_BASE,
         doc='FE2E and MESM, smoke widths, 1 epoch on 24 synthetic clips'),
+    'baselines_synthetic': Grid(
+        'baselines_synthetic', 'synthetic',
+        rows=tuple({'model': m} for m in BASELINES), seeds=(0, 1),
+        base=BASELINES_BASE,
+        doc='LF-LSTM, LF-TRANS, EmoEmbs, MulT on synthetic feature '
+        'sequences, 3 epochs on 80 clips'),
 }
 
 GRID_KEYS = ('dataset', 'rows', 'seeds', 'base', 'doc')

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from experiments import grids
+from mesm_jax import configs
 from mesm_jax.train import flags
 from mesm_jax.train import workdir as workdir_lib
 
@@ -397,11 +398,21 @@ def run_cell(argv: Sequence[str]) -> int:
   if need_flops and not (workdir / FLOPS).is_file():
     key = flops_key(config)
     counted = same_flops(workdir, key)
-    if counted is None:
+    if config.model in configs.BASELINES:
+      # experiments/flops.py counts the CNNs of FE2E / MESM; a baseline has
+      # none: the cell records that and finishes.
+      counted = {'not_applicable': f'{config.model} is a feature-sequence '
+                 'baseline without CNNs; experiments/flops.py counts FE2E / '
+                 'MESM only', 'config_sha1': key}
+    elif counted is None:
       from experiments import flops
       print('counting FLOPs (experiments/flops.py) ...', flush=True)
       counted = {**flops.run_flops(config), 'config_sha1': key}
     workdir_lib.write_json_atomic(str(workdir / FLOPS), counted)
+    if 'not_applicable' in counted:
+      print(f"FLOPs: not applicable ({counted['not_applicable']})",
+            flush=True)
+      return 0
     print(f"FLOPs per {counted['clip']} clip: total {counted['total']:.3f} G, "
           f"CNNs {counted['cnn']:.3f} G executed, "
           f"{counted['cnn_effective']:.3f} G effective", flush=True)

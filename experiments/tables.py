@@ -37,7 +37,10 @@ import numpy as np
 
 PUBLISHED = Path(__file__).with_name('published.csv')
 IGNORED = ('seed', 'data_dir', 'raw_dir', 'beam_options')  # not a row's settings
-MODEL_NAMES = {'fe2e': 'FE2E', 'mesm': 'MESM'}
+MODEL_NAMES = {'fe2e': 'FE2E', 'mesm': 'MESM', 'lf_lstm': 'LF-LSTM',
+               'lf_trans': 'LF-TRANS', 'mult': 'MulT', 'emoembs': 'EmoEmbs'}
+# Row order: the baselines as in the paper's tables, then FE2E, then MESM.
+MODEL_ORDER = ('lf_lstm', 'lf_trans', 'emoembs', 'mult', 'fe2e', 'mesm')
 
 
 # --------------------------------------------------------------- reading
@@ -112,7 +115,7 @@ class Row:
 
 
 def group(runs: List[Dict[str, Any]]) -> Dict[str, List[Row]]:
-  """Rows per dataset, FE2E first, then MESM by p, then by modalities."""
+  """Rows per dataset: baselines, FE2E, then MESM by p, then modalities."""
   by_dataset: Dict[str, Dict[str, List]] = {}
   for run in runs:
     ds = run['config']['dataset']
@@ -122,7 +125,9 @@ def group(runs: List[Dict[str, Any]]) -> Dict[str, List[Row]]:
   order = ('tav', 'ta', 'tv', 'va', 't', 'a', 'v')
   for ds, rows in by_dataset.items():
     rows = [Row(r) for r in rows.values()]
-    rows.sort(key=lambda r: (r.model != 'fe2e', r.model, r.top_p or 0,
+    rows.sort(key=lambda r: (MODEL_ORDER.index(r.model)
+                             if r.model in MODEL_ORDER else len(MODEL_ORDER),
+                             r.model, r.top_p or 0,
                              order.index(r.modalities)
                              if r.modalities in order else 9,
                              row_key(r.config)))
@@ -254,7 +259,8 @@ def main_table(dataset: str, rows: List[Row], split: str,
         record[f'{e}_{head.lower()}_mean'] = mean
         record[f'{e}_{head.lower()}_std'] = std
     f = row.flops
-    cells.append(f"{_num(f.get('cnn_effective'))} / {_num(f.get('cnn'))}"
+    cells.append('n/a' if 'not_applicable' in f else
+                 f"{_num(f.get('cnn_effective'))} / {_num(f.get('cnn'))}"
                  if f else '')
     paper = published_for(row, dataset, 'main', published)
     cells.append(f"{paper['a']} / {paper['f1']}" if paper else '')

@@ -188,6 +188,35 @@ def test_tables_mean_std_ablation_top_p_and_published(tmp_path):
   assert written['mosei_top_p_png'].read_bytes()[:4] == b'\x89PNG'
 
 
+def test_tables_baseline_rows_published_and_flops_not_applicable(tmp_path):
+  rng = np.random.default_rng(1)
+  root = tmp_path / 'baselines'
+  na = {'not_applicable': 'no CNN', 'config_sha1': 'x'}
+  for model in ('mult', 'lf_lstm', 'emoembs', 'lf_trans'):
+    _fake_run(root, 'mosei', model, 0, rng, flops=na)
+  _fake_run(root, 'mosei', 'fe2e', 0, rng,
+            flops={'cnn': 134.2, 'cnn_effective': 134.2, 'clip': 'mosei'})
+  written = tables.write_tables([str(root)], str(tmp_path / 'out'))
+  main = list(csv.DictReader(written['mosei_main_csv'].open()))
+  assert [r['row'] for r in main] == ['LF-LSTM', 'LF-TRANS', 'EmoEmbs',
+                                      'MulT', 'FE2E']
+  assert [(r['paper_a'], r['paper_f1']) for r in main[:4]] == [
+      ('63.1', '43.3'), ('64.1', '44.4'), ('64.2', '44.2'), ('65.4', '45.2')]
+  md = written['mosei_main_md'].read_text()
+  assert md.count('| n/a |') == 4
+
+
+def test_baseline_cell_records_flops_as_not_applicable(tmp_path):
+  workdir = tmp_path / 'mult-tav-seed0'
+  workdir.mkdir()
+  (workdir / 'results.json').write_text(json.dumps(     # trained: FLOPs left
+      {'config': {'dataset': 'synthetic', 'model': 'mult'}}))
+  assert sweep.run_cell(['--workdir', str(workdir), '--dataset', 'synthetic',
+                         '--model', 'mult']) == 0
+  flops = json.loads((workdir / 'flops.json').read_text())
+  assert 'mult' in flops['not_applicable'] and flops['config_sha1']
+
+
 # --------------------------------------------------------------- end to end
 
 
