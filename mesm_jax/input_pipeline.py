@@ -11,13 +11,15 @@ L tokens, E emotions.  Batch contract (docs/design.md):
 The baselines (``config.model`` in ``configs.BASELINES``) read feature
 sequences instead (``build_tfds`` and ``make_dataset`` read ``config.model``):
 
-  text_feats float32 [B, Lt, 300]   text_feats_mask bool [B, Lt]
+  text_feats float32 [B, Lt, Dt]    text_feats_mask bool [B, Lt]
   audio_feats float32 [B, La, 144]  audio_feats_mask bool [B, La]
   vision_feats float32 [B, Lv, 35]  vision_feats_mask bool [B, Lv]
   labels, clip_mask, clip_id as above
 
-with Lt, La, Lv = ``max_text_feats``, ``max_audio_feats``,
-``max_vision_feats``: one static shape, no buckets.  Text keeps its first
+with Dt the stored word-vector width (300; 384 for the MiniLM substitute of
+the raw source, ``models.baseline_text_dim``) and Lt, La, Lv =
+``max_text_feats``, ``max_audio_feats``, ``max_vision_feats``: one static
+shape, no buckets.  Text keeps its first
 ``max_text_feats`` words; audio and vision frames are capped like faces
 (``cap_uniform``).  Eval batches keep every clip once (``pad_batch``), as
 for the end-to-end data.
@@ -362,14 +364,34 @@ def build_feature_tfds(config: ConfigDict, *,
   For 'synthetic' the raw dir (default ``<data_dir>/synthetic_raw``) and its
   split files are the end-to-end synthetic data's; ``config.features_pickle``
   names a MulT / MMSA pickle whose features are joined with the labels of
-  the raw data (``raw_dir``) on the split files (``splits_dir``).
+  the raw data (``raw_dir``) on the split files (``splits_dir``);
+  ``config.openface_dir`` (without a pickle) computes the features from the
+  raw clips (``raw_dir``, or ``config.manifest``): OpenFace action units,
+  acoustic features, and the word vectors of ``config.glove_path`` or, with
+  '', the 384-d MiniLM substitute (``prepare.prepare_features``).
+
+  Raises:
+    ValueError: the stored text width differs from the one the model is
+      built with (``models.baseline_text_dim``).
   """
-  return prepare.prepare_features(
+  from mesm_jax import models  # pylint: disable=g-import-not-at-top
+  builder = prepare.prepare_features(
       config.dataset, raw_dir=raw_dir or config.raw_dir or None,
       data_dir=data_dir or config.data_dir or None,
       features_pickle=config.features_pickle,
       splits_dir=config.splits_dir or None,
-      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress)
+      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress,
+      openface_dir=config.get('openface_dir', ''),
+      glove_path=config.get('glove_path', ''),
+      manifest=config.manifest if config.dataset == 'manifest' else '')
+  stored = int(builder.info.features['text_feats'].shape[-1])
+  wanted = models.baseline_text_dim(config)
+  if stored != wanted:
+    raise ValueError(
+        f'{builder.name}/{builder.builder_config.name} stores {stored}-d word '
+        f'vectors, the model is built for {wanted}-d '
+        '(models.baseline_text_dim)')
+  return builder
 
 
 def feature_caps(config: ConfigDict) -> dict[str, int]:

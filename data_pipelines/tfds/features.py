@@ -4,7 +4,8 @@ The input of the paper's baselines (LF-LSTM, LF-TRANS, MulT, EmoEmbs;
 ``mesm_jax.models.baselines``).  One example is one utterance clip:
 
   clip_id       string
-  text_feats    float32 [Lt, 300]   GloVe-like vector per word
+  text_feats    float32 [Lt, Dt]    word vectors (Dt: the config's text_dim,
+                                    300 GloVe, 384 the MiniLM substitute)
   audio_feats   float32 [La, 144]   acoustic features per 400 ms frame
   vision_feats  float32 [Lv, 35]    facial action units per video frame
   labels        float32 [E]         multi-hot emotions (E = 6)
@@ -27,6 +28,31 @@ builder config's ``source``, part of its name so sources never mix):
   pickle lacks are left out and counted in ``info.metadata['source']``
   (``missing_features``).  The stored widths are fixed (300 / 144 / 35):
   a pickle with other widths (MulT's COVAREP audio is 74) is refused.
+* ``'raw'``: features computed from ``dataset``'s raw clips (the manual
+  dir: MOSEI or IEMOCAP in either layout on its split files, or a
+  manifest), per clip of each split file:
+
+  - audio: ``features.clip_acoustic_features`` of the clip's wav in
+    [start, end) (the clip's channel for IEMOCAP); a clip without a wav
+    (manifest) uses its video's audio track (``audio.read_video_audio``);
+  - text: the GloVe vectors of its words (``glove_path``; the rule of
+    ``features.glove_vectors``: as written, else lowercased, else zeros; the
+    file is read once for the vocabulary of every split), or with
+    ``glove_path`` '' the MiniLM input-embedding substitute
+    (``features.minilm_input_embeddings``, 384-d): the stored text width
+    ``text_dim`` (300 / 384) is part of the config and of its name;
+  - vision: the 35 action units of ``<video id>.csv`` in (or below)
+    ``openface_dir`` (``readers.openface``), the rows whose timestamp is in
+    [start, end]; the video id is the stem of the clip's video file, or the
+    clip id for a clip without one (processed layout: the whole CSV).
+
+  A clip that fails (no CSV, no rows in its window, unreadable wav, no
+  words, ...) is skipped, not fatal: as for the end-to-end builders
+  (``base``), each split's counts and skipped ids go to
+  ``info.metadata['skip_report']``, one JSON line per skipped clip (clip
+  id, reason, file, detail) to ``<download dir>/features_raw/<config
+  name>/skipped.jsonl``, and a summary line is logged.  A split left
+  without any clip is an error that says why.
 """
 
 from __future__ import annotations
@@ -34,19 +60,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 import zlib
 from pathlib import Path
+from typing import Any, Iterator
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import audio
 from data_pipelines import features
+from data_pipelines import preprocess
 from data_pipelines import readers
+from data_pipelines.readers import manifest as manifest_reader
+from data_pipelines.readers import openface
 from data_pipelines.tfds import base
 
-SOURCES = ('synthetic', 'pickle')
+SOURCES = ('synthetic', 'pickle', 'raw')
+RAW_DATASETS = ('mosei', 'iemocap', 'manifest')
 TEXT_DIM, AUDIO_DIM, VISION_DIM = (features.GLOVE_DIM, features.ACOUSTIC_DIM,
                                    features.VISION_DIM)
+MINILM_TEXT_DIM = features.MINILM_DIM
 FEATURE_KEYS = ('text_feats', 'audio_feats', 'vision_feats')
 _MODALITY = {'text_feats': 'text', 'audio_feats': 'audio',
              'vision_feats': 'vision'}
@@ -57,17 +92,30 @@ class FeaturesConfig(tfds.core.BuilderConfig):
   """Where the features come from.
 
   Attributes:
-    source: 'synthetic' | 'pickle'.
+    source: 'synthetic' | 'pickle' | 'raw'.
     features_pickle: the pickle file (source 'pickle'); its path and size
       are hashed into the config name.
-    dataset: source 'pickle': whose labels and split files ('mosei' |
-      'iemocap').
+    dataset: sources 'pickle' and 'raw': whose labels and split files
+      ('mosei' | 'iemocap'; 'raw' also 'manifest').
     seed: seed of the synthetic features.
+    glove_path: source 'raw': GloVe text file of the word vectors ('' = the
+      MiniLM substitute); its path and size are hashed into the name.
+    openface_dir: source 'raw': folder of OpenFace 2.0 CSVs, one per video;
+      its path and its CSVs' names and sizes are hashed into the name.
+    manifest: source 'raw', dataset 'manifest': the manifest file (its
+      contents are hashed into the name).
+    text_dim: width of the stored word vectors: 300 (GloVe, and the
+      synthetic and pickle sources), 384 (source 'raw' without glove_path);
+      set by ``features_config``.
   """
   source: str = 'synthetic'
   features_pickle: str = ''
   dataset: str = ''
   seed: int = 0
+  glove_path: str = ''
+  openface_dir: str = ''
+  manifest: str = ''
+  text_dim: int = TEXT_DIM
 
 
 def config_name(c: FeaturesConfig) -> str:
@@ -76,18 +124,69 @@ def config_name(c: FeaturesConfig) -> str:
     raise ValueError(f'source must be one of {SOURCES}, got {c.source!r}')
   if c.source == 'synthetic':
     return f'synthetic-s{c.seed}'
-  path = Path(c.features_pickle).expanduser()
-  stem = ''.join(ch if ch.isalnum() else '_' for ch in path.stem)
+  if c.source == 'raw':
+    return raw_config_name(c)
+  return f'pickle-{c.dataset}-{_file_tag(c.features_pickle)}'
+
+
+def _stem(path: Path) -> str:
+  return ''.join(ch if ch.isalnum() else '_' for ch in path.stem)
+
+
+def _file_tag(file: str) -> str:
+  """``<stem>_<sha1 of the resolved path and the size>`` of a file."""
+  path = Path(file).expanduser()
   size = path.stat().st_size if path.is_file() else 0
   digest = hashlib.sha1(f'{path.resolve()}:{size}'.encode()).hexdigest()[:8]
-  return f'pickle-{c.dataset}-{stem}_{digest}'
+  return f'{_stem(path)}_{digest}'
+
+
+def _folder_digest(folder: str) -> str:
+  """sha1 of a folder's resolved path and its CSVs' relative names and sizes
+  (another OpenFace run that rewrites a CSV changes it, usually its size)."""
+  path = Path(folder).expanduser()
+  digest = hashlib.sha1(str(path.resolve()).encode())
+  if path.is_dir():
+    for csv in sorted(path.rglob('*.csv')):
+      digest.update(f'\n{csv.relative_to(path)}:{csv.stat().st_size}'.encode())
+  return digest.hexdigest()[:8]
+
+
+def raw_config_name(c: FeaturesConfig) -> str:
+  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-openface_<digest>``."""
+  if c.dataset not in RAW_DATASETS:
+    raise ValueError(f'source raw: dataset must be one of {RAW_DATASETS}, got '
+                     f'{c.dataset!r}')
+  if not c.openface_dir:
+    raise ValueError('source raw needs openface_dir (the OpenFace 2.0 CSVs)')
+  text = f'glove_{_file_tag(c.glove_path)}' if c.glove_path else 'minilm'
+  data = c.dataset
+  if c.dataset == 'manifest':
+    if not c.manifest:
+      raise ValueError('source raw, dataset manifest: needs the manifest file')
+    path = Path(c.manifest).expanduser()
+    data += (f'-{_stem(path)}_'
+             f'{hashlib.sha1(path.read_bytes()).hexdigest()[:8]}')
+  return (f'raw-{data}-{text}-t{c.text_dim}-openface_'
+          f'{_folder_digest(c.openface_dir)}')
 
 
 def features_config(source: str = 'synthetic', features_pickle: str = '',
-                    seed: int = 0, dataset: str = '') -> FeaturesConfig:
+                    seed: int = 0, dataset: str = '', *,
+                    glove_path: str = '', openface_dir: str = '',
+                    manifest: str = '') -> FeaturesConfig:
+  """The config of a source (its name: ``config_name``).
+
+  The stored text width is 384 for source 'raw' without ``glove_path`` (the
+  MiniLM substitute), else 300.
+  """
+  text_dim = (MINILM_TEXT_DIM if source == 'raw' and not glove_path
+              else TEXT_DIM)
   c = FeaturesConfig(name='custom', source=source,
                      features_pickle=features_pickle, seed=seed,
-                     dataset=dataset)
+                     dataset=dataset, glove_path=glove_path,
+                     openface_dir=openface_dir, manifest=manifest,
+                     text_dim=text_dim)
   c.name = config_name(c)
   c.description = f'Feature sequences from the {source} source.'
   return c
@@ -111,9 +210,18 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def label_names(self) -> tuple[str, ...]:
-    if self.builder_config.dataset == 'iemocap':
+    c = self.builder_config
+    if c.dataset == 'iemocap':
       return tuple(readers.iemocap.EMOTIONS)
+    if c.dataset == 'manifest':
+      return tuple(manifest_reader.label_set(c.manifest)[0])
     return tuple(self.EMOTIONS)
+
+  def multi_label(self) -> bool:
+    c = self.builder_config
+    if c.dataset == 'manifest':
+      return bool(manifest_reader.label_set(c.manifest)[1])
+    return c.dataset != 'iemocap'
 
   def _log_download_bytes(self) -> None:  # nothing is downloaded
     pass
@@ -124,11 +232,12 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     tensor = tfds.features.Tensor
     names = self.label_names()
-    multi = self.builder_config.dataset != 'iemocap'
+    multi = self.multi_label()
+    text_dim = int(self.builder_config.text_dim)
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             'clip_id': tfds.features.Text(),
-            'text_feats': tensor(shape=(None, TEXT_DIM), dtype=np.float32,
+            'text_feats': tensor(shape=(None, text_dim), dtype=np.float32,
                                  encoding='bytes'),
             'audio_feats': tensor(shape=(None, AUDIO_DIM), dtype=np.float32,
                                   encoding='bytes'),
@@ -150,6 +259,8 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
     raw_dir = Path(dl_manager.manual_dir)
     if c.source == 'pickle':
       return self._pickle_splits(raw_dir)
+    if c.source == 'raw':
+      return self._raw_splits(raw_dir, Path(dl_manager.download_dir))
     truth = json.loads((raw_dir / 'ground_truth.json').read_text())
     self.info.metadata['source'] = {
         'raw_dir': str(raw_dir.resolve()),
@@ -182,6 +293,90 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
     self.info.metadata['source'] = source
     return out
 
+  def _raw_splits(self, raw_dir: Path, download_dir: Path):
+    """Source 'raw': features computed from the clips (module doc)."""
+    c = self.builder_config
+    name = f'{self.name}/{c.name}'
+    source_dir = (Path(c.manifest).expanduser().resolve()
+                  if c.dataset == 'manifest' else raw_dir)
+    splits_dir = (Path(self._splits_dir).expanduser() if self._splits_dir
+                  else None)
+    openface_dir = Path(c.openface_dir).expanduser()
+    if not openface_dir.is_dir():
+      raise FileNotFoundError(
+          f'{name}: openface_dir {openface_dir} is not a directory (it should '
+          'hold the OpenFace 2.0 CSVs, <video id>.csv, of the raw videos)')
+    found = {split: readers.read_split(c.dataset, source_dir, split,
+                                       splits_dir=splits_dir)
+             for split in base.SPLITS}
+    words = WordVectors(c.glove_path, [clip.text for f in found.values()
+                                       for clip in f.clips])
+    log_dir = download_dir / 'features_raw' / c.name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / preprocess.SKIP_LOG).unlink(missing_ok=True)  # this build's
+    self.info.metadata['source'] = {
+        'raw_dir': str(source_dir.resolve()),
+        'openface_dir': str(openface_dir.resolve()),
+        'text': (str(Path(c.glove_path).expanduser().resolve())
+                 if c.glove_path else 'minilm'),
+        'split_files': (str(splits_dir.resolve()) if splits_dir else
+                        'manifest' if c.dataset == 'manifest' else 'shipped'),
+        'skip_log': str(log_dir / preprocess.SKIP_LOG)}
+    return {split: self._raw_examples(found[split], split, words,
+                                      openface_dir, log_dir, raw_dir,
+                                      splits_dir)
+            for split in base.SPLITS}
+
+  def _raw_examples(self, found: readers.SplitClips, split: str,
+                    words: 'WordVectors', openface_dir: Path, log_dir: Path,
+                    raw_dir: Path, splits_dir: Path | None
+                    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The examples of one split; skips (and reports) the clips that fail."""
+    c = self.builder_config
+    name = f'{self.name}/{c.name}'
+    t0 = time.time()
+    report = preprocess.SkipReport(
+        dataset=c.dataset, split=split, layout=found.layout,
+        in_split_file=(len(found.clips) + len(found.skipped) +
+                       len(found.missing)),
+        missing=list(found.missing))
+    skip_log = preprocess.SkipLog(log_dir, c.dataset, split)
+
+    def skip(item: readers.Skip) -> None:
+      skip_log.write(item)
+      report.skipped[item.reason] += 1
+      report.skipped_ids.append(item.clip_id)
+      logging.warning('%s: %s clip %s skipped: %s (%s) %s', name, split,
+                      item.clip_id, item.reason, item.file, item.detail)
+
+    for item in found.skipped:
+      skip(item)
+    for clip in found.clips:
+      try:
+        feats = raw_clip_features(clip, words, openface_dir)
+      except preprocess.ClipError as e:
+        skip(readers.Skip(clip.clip_id, e.reason, e.file, e.detail))
+        continue
+      report.computed += 1
+      report.yielded += 1
+      yield clip.clip_id, to_example(clip.clip_id, feats, clip.labels,
+                                     c.text_dim)
+    report.seconds = time.time() - t0
+    records = dict(self.info.metadata.get('skip_report') or {})
+    records[split] = base.skip_record(report)
+    self.info.metadata['skip_report'] = records
+    reasons = ', '.join(f'{k}: {v}' for k, v in sorted(report.skipped.items()))
+    log = logging.warning if report.skipped or report.missing else (
+        logging.info)
+    log('%s: %s: %d examples of %d ids in %.1f s; skipped %d (%s); %d ids of '
+        'the split file not in the data%s', name, split, report.yielded,
+        report.in_split_file, report.seconds, sum(report.skipped.values()),
+        reasons or 'none', len(report.missing),
+        f'; skipped clips and why: {skip_log.path}' if report.skipped else '')
+    if not report.yielded:
+      raise ValueError(base.no_clip_message(name, split, raw_dir, splits_dir,
+                                            log_dir, report))
+
   def _generate_examples(self, truth, ids, seed):
     for clip_id in ids:
       labels = np.asarray(truth[clip_id]['labels'], np.float32)
@@ -195,10 +390,92 @@ def _joined_examples(found: dict, labels: dict):
     yield clip_id, to_example(clip_id, feats, labels[clip_id])
 
 
-def to_example(clip_id: str, feats: dict, labels) -> dict:
+class WordVectors:
+  """A clip's text -> word vectors [L, D] (source 'raw').
+
+  With a GloVe file, the file is read once (``features.load_glove``) for
+  the words of ``texts``, and each word gets the vector of
+  ``features.glove_vectors``' rule (as written, else lowercased, else
+  zeros), D = 300; without one, ``features.minilm_input_embeddings``
+  (D = 384).  A text without words raises ``ClipError('no_words')``.
+  """
+
+  def __init__(self, glove_path: str, texts: list[str]):
+    self.glove_path = str(Path(glove_path).expanduser()) if glove_path else ''
+    self.table = None
+    if self.glove_path:
+      vocabulary = {w for t in texts for w in features.words_of(t)}
+      self.table = features.load_glove(self.glove_path, vocabulary)
+
+  def __call__(self, text: str) -> np.ndarray:
+    words = features.words_of(text)
+    if not words:
+      raise preprocess.ClipError('no_words', '', f'transcript {text!r} has no '
+                                 'words')
+    if self.table is None:
+      return features.minilm_input_embeddings(words)
+    out = np.zeros((len(words), TEXT_DIM), np.float32)
+    for i, w in enumerate(words):
+      vec = self.table.get(w, self.table.get(w.lower()))
+      if vec is not None:
+        out[i] = vec
+    return out
+
+
+def openface_video_id(clip: readers.Clip) -> str:
+  """The name of a clip's OpenFace CSV (without .csv): its video's stem, or
+  the clip id for a clip without a video (processed layout)."""
+  return Path(clip.video_path).stem if clip.video_path else clip.clip_id
+
+
+def raw_clip_features(clip: readers.Clip, words: WordVectors,
+                      openface_dir: str | Path) -> dict[str, np.ndarray]:
+  """``{'text', 'audio', 'vision'}`` of one clip (source 'raw').
+
+  Raises:
+    preprocess.ClipError: the clip cannot be used (reason, file, detail):
+      missing_openface, bad_openface, no_vision_frames, missing_audio,
+      missing_video, bad_audio, no_words.
+  """
+  video_id = openface_video_id(clip)
+  try:
+    csv = openface.find_openface_csv(openface_dir, video_id)
+  except FileNotFoundError as e:
+    raise preprocess.ClipError(
+        'missing_openface', str(Path(openface_dir) / f'{video_id}.csv'),
+        str(e)) from e
+  try:
+    vision = openface.read_openface_csv(csv, start=clip.start, end=clip.end)
+  except openface.OpenFaceError as e:
+    raise preprocess.ClipError('bad_openface', str(csv), str(e)) from e
+  if not vision.shape[0]:
+    raise preprocess.ClipError(
+        'no_vision_frames', str(csv),
+        f'no row with a timestamp in [{clip.start}, {clip.end}] s')
+  text = words(clip.text)
+  from_video = not clip.audio_path
+  source = clip.video_path if from_video else clip.audio_path
+  if not source or not Path(source).is_file():
+    raise preprocess.ClipError('missing_video' if from_video else
+                               'missing_audio', source or '',
+                               'no audio file for the clip')
+  try:
+    if from_video:
+      wave, _ = audio.read_video_audio(source, clip.start, clip.end)
+      acoustic = features.acoustic_features(wave, features.SAMPLE_RATE)
+    else:
+      acoustic = features.clip_acoustic_features(
+          source, start=clip.start, end=clip.end, channel=clip.channel)
+  except ValueError as e:      # audio.AudioError and empty spans
+    raise preprocess.ClipError('bad_audio', source, str(e)) from e
+  return {'text': text, 'audio': acoustic, 'vision': vision}
+
+
+def to_example(clip_id: str, feats: dict, labels,
+               text_dim: int = TEXT_DIM) -> dict:
   """One stored example from ``{'text', 'audio', 'vision'}`` arrays."""
   ex = {'clip_id': clip_id, 'labels': np.asarray(labels, np.float32)}
-  dims = {'text_feats': TEXT_DIM, 'audio_feats': AUDIO_DIM,
+  dims = {'text_feats': text_dim, 'audio_feats': AUDIO_DIM,
           'vision_feats': VISION_DIM}
   for key, dim in dims.items():
     x = np.asarray(feats[_MODALITY[key]], np.float32)

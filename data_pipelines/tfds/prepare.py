@@ -178,50 +178,102 @@ def check_source(builder: base.E2EBuilder,
   raise SourceMismatchError('\n'.join(lines))
 
 
+def feature_source(dataset: str, *, features_pickle: str = '',
+                   openface_dir: str = '') -> str:
+  """The ``features_e2e`` source a run's settings select.
+
+  'pickle' with ``features_pickle``; else 'raw' with ``openface_dir``
+  (features computed from the raw clips); else 'synthetic' for the
+  synthetic dataset.  ``mesm_jax.models.baseline_text_dim`` follows the
+  same rule.
+  """
+  if features_pickle:
+    return 'pickle'
+  if openface_dir:
+    return 'raw'
+  if dataset == 'synthetic':
+    return 'synthetic'
+  raise ValueError(f'dataset {dataset!r}: the baselines read feature '
+                   'sequences; pass --features_pickle (a MulT / MMSA '
+                   'pickle), --openface_dir (features computed from the raw '
+                   'clips, with --glove_path or the MiniLM substitute) or use '
+                   '--dataset synthetic')
+
+
 def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
                      data_dir: str | Path | None = None,
                      features_pickle: str = '',
                      splits_dir: str | Path | None = None,
                      synthetic_clips: int | None = None, seed: int = 0,
-                     progress: bool = True
+                     progress: bool = True, openface_dir: str = '',
+                     glove_path: str = '', manifest: str = ''
                      ) -> features_tfds.FeaturesE2e:
   """Prepares the baselines' feature-sequence data once (``features_e2e``).
 
+  The source is ``feature_source``'s:
+
   Args:
-    dataset: 'synthetic' without ``features_pickle``: features drawn from
-      the synthetic raw data's labels on its split files (the same raw dir,
-      ``<data_dir>/synthetic_raw`` by default, and the same splits as the
-      end-to-end synthetic data).  'mosei' | 'iemocap' (or 'synthetic', read
-      as MOSEI) with ``features_pickle``: the pickle's features joined with
-      the labels of the raw data in ``raw_dir`` on the split files.
+    dataset: 'synthetic' without ``features_pickle`` / ``openface_dir``:
+      features drawn from the synthetic raw data's labels on its split files
+      (the same raw dir, ``<data_dir>/synthetic_raw`` by default, and the
+      same splits as the end-to-end synthetic data).  'mosei' | 'iemocap'
+      (or 'synthetic', read as MOSEI) with ``features_pickle``: the
+      pickle's features joined with the labels of the raw data in
+      ``raw_dir`` on the split files.  'mosei' | 'iemocap' | 'manifest' (or
+      'synthetic', read as MOSEI) with ``openface_dir``: features computed
+      from the raw clips in ``raw_dir`` (a manifest: ``manifest``) on the
+      split files; clips that fail are skipped and reported
+      (``info.metadata['skip_report']``, data_pipelines/tfds/features.py).
     raw_dir, data_dir, synthetic_clips, progress: as ``prepare``.
     seed: seed of the synthetic raw data when it is generated (the synthetic
       features are drawn with seed 0 whatever it is).
-    features_pickle: a MulT / MMSA / MESM feature pickle ('' = synthetic).
-    splits_dir: split files of a pickle source (default: the authors';
-      synthetic: the raw dir's ``splits/``).
+    features_pickle: a MulT / MMSA / MESM feature pickle ('' = none).
+    splits_dir: split files of a pickle or raw source (default: the
+      authors'; synthetic: the raw dir's ``splits/``).
+    openface_dir: folder of OpenFace 2.0 CSVs, one per video (source raw).
+    glove_path: source raw: GloVe text file of the word vectors (300-d);
+      '' = the MiniLM input-embedding substitute (384-d).
+    manifest: dataset 'manifest' (source raw): the manifest file.
 
   Returns:
     The prepared ``features_e2e`` builder.  Data already built for the same
-    source (the config name: dataset, pickle path and size, or the synthetic
-    seed) is reused as it is.
+    source (the config name: dataset, pickle path and size, the GloVe file
+    and OpenFace dir of a raw source, or the synthetic seed) is reused as it
+    is.
   """
   data_dir = data_dir_path(data_dir)
   labels_of = 'mosei' if dataset == 'synthetic' else dataset
-  if features_pickle:
+  source = feature_source(dataset, features_pickle=features_pickle,
+                          openface_dir=openface_dir)
+  if glove_path and source != 'raw':
+    raise ValueError('glove_path: the word vectors are computed by the raw '
+                     'source only: pass --openface_dir too (or drop '
+                     '--glove_path)')
+  if source == 'pickle':
     if labels_of not in ('mosei', 'iemocap'):
       raise ValueError(f'features_pickle: labels from dataset {dataset!r} '
                        "are not supported (mosei, iemocap, synthetic)")
     config = features_tfds.features_config('pickle', str(features_pickle),
                                            dataset=labels_of)
-  elif dataset == 'synthetic':
+  elif source == 'raw':
+    if glove_path and not Path(glove_path).expanduser().is_file():
+      raise FileNotFoundError(f'glove_path: no GloVe file {glove_path}')
+    if labels_of not in features_tfds.RAW_DATASETS:
+      raise ValueError(f'openface_dir: dataset {dataset!r} is not supported '
+                       f'({", ".join(features_tfds.RAW_DATASETS)}, '
+                       'synthetic)')
+    if labels_of == 'manifest':
+      if not manifest:
+        raise ValueError('dataset manifest: pass --manifest FILE')
+      raw_dir = Path(manifest).expanduser().parent
+    config = features_tfds.features_config(
+        'raw', dataset=labels_of, glove_path=str(glove_path),
+        openface_dir=str(openface_dir),
+        manifest=str(manifest) if labels_of == 'manifest' else '')
+  else:
     # One feature draw (seed 0) whatever the run's seed, as the end-to-end
     # data is one build for every seed of a sweep.
     config = features_tfds.features_config('synthetic')
-  else:
-    raise ValueError(f'dataset {dataset!r}: the baselines read feature '
-                     'sequences; pass --features_pickle (a MulT / MMSA '
-                     "pickle) or use --dataset synthetic")
   for named in features_tfds.FeaturesE2e.BUILDER_CONFIGS:
     if named.name == config.name:  # TFDS wants the class's own object
       config = named
@@ -238,15 +290,38 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
   if dataset == 'synthetic':
     write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=seed)
   elif raw_dir is None or not Path(raw_dir).is_dir():
+    what = ('the clips' if source == 'raw' else 'the labels')
     raise FileNotFoundError(
-        f'No data for {name}: the labels come from the raw {dataset} data '
+        f'No data for {name}: {what} come from the raw {dataset} data '
         f'(--raw_dir), {raw_dir} is not a directory.')
   if progress:
     print(f'Building {name} (once) into {data_dir}', flush=True)
   tfds.disable_progress_bar()
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(raw_dir or ''), try_download_gcs=False))
+  if progress and source == 'raw':
+    print(skip_summary(builder), flush=True)
   return builder
+
+
+def skip_summary(builder: features_tfds.FeaturesE2e) -> str:
+  """One line per split: examples, skipped clips by reason, the skip log."""
+  name = f'{builder.name}/{builder.builder_config.name}'
+  records = builder.info.metadata.get('skip_report') or {}
+  lines = [f'{name}: built from the raw clips:']
+  for split in base.SPLITS:
+    r = records.get(split)
+    if not r:
+      continue
+    reasons = ', '.join(f'{k}: {v}' for k, v in r['skipped'].items())
+    lines.append(f'  {split}: {r["examples"]} examples of '
+                 f'{r["in_split_file"]} ids; skipped '
+                 f'{sum(r["skipped"].values())} ({reasons or "none"}); '
+                 f'{r["missing"]} ids not in the data')
+  log = (builder.info.metadata.get('source') or {}).get('skip_log')
+  if log and any((records.get(s) or {}).get('skipped') for s in base.SPLITS):
+    lines.append(f'  skipped clips and why: {log}')
+  return '\n'.join(lines)
 
 
 def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,

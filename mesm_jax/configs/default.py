@@ -100,6 +100,17 @@ HELP = {
                        'joined by clip id with the labels and splits of '
                        "--raw_dir ('' = the synthetic features of --dataset "
                        'synthetic)',
+    'openface_dir': 'baselines only: folder of OpenFace 2.0 CSVs, one '
+                    '<video id>.csv per video (or below it): with it (and no '
+                    '--features_pickle) the features are computed from the '
+                    'raw clips of --raw_dir (the 35 action units in each '
+                    "clip's time span, acoustic features of its wav, word "
+                    "vectors); clips that fail are skipped and reported; '' "
+                    '= not this source',
+    'glove_path': 'baselines with --openface_dir: GloVe text file (.txt, '
+                  '.gz or .zip, 300-d) of the word vectors; \'\' = the '
+                  'bundled MiniLM input embeddings (384-d), and the '
+                  'baselines are built for 384-d text',
     'beam_options': "'' = build locally with worker processes; else Apache "
                     'Beam pipeline options, e.g. runner=DirectRunner,'
                     'direct_num_workers=4 or runner=DataflowRunner,project=...,'
@@ -218,6 +229,8 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
   c.max_audio_feats = 100
   c.max_vision_feats = 100
   c.features_pickle = ''
+  c.openface_dir = ''
+  c.glove_path = ''
   c.baseline_layers = 0
 
   # --- model -------------------------------------------------------------

@@ -94,6 +94,29 @@ def is_baseline(config) -> bool:
   return config.model in BASELINES
 
 
+# Width of the word vectors of the features_e2e data: GloVe (and the
+# synthetic and pickle sources) 300; the MiniLM input-embedding substitute
+# of the raw source (data_pipelines/tfds/features.py) 384.
+GLOVE_TEXT_DIM = 300
+MINILM_TEXT_DIM = 384
+
+
+def baseline_text_dim(config) -> int:
+  """The text feature width the config's data stores, so the model's.
+
+  Derived from the data choice (the rule of
+  ``data_pipelines.tfds.prepare.feature_source``): 384 when the features
+  are computed from the raw clips (``openface_dir`` set, no
+  ``features_pickle``) without a GloVe file (``glove_path`` ''), else 300.
+  ``input_pipeline.build_feature_tfds`` checks the built data against it.
+  """
+  raw = bool(config.get('openface_dir', '')) and not config.get(
+      'features_pickle', '')
+  if raw and not config.get('glove_path', ''):
+    return MINILM_TEXT_DIM
+  return GLOVE_TEXT_DIM
+
+
 def build_baseline_model(config) -> nn.Module:
   """A baseline from the config: its own (published) widths.
 
@@ -102,18 +125,19 @@ def build_baseline_model(config) -> nn.Module:
   feature width); ``baseline_layers`` (0 = published) sets the depth of
   MulT (crossmodal and memory encoders) and of EmoEmbs' LSTMs; everything
   else is the modules' own hyper-parameters (``mesm_jax.models.baselines``).
-  No BatchNorm: the step's axis is not needed.
+  The feature widths are ``(baseline_text_dim(config), 144, 35)``.  No
+  BatchNorm: the step's axis is not needed.
   """
-  kw = {}
+  kw = {'feature_dims': (baseline_text_dim(config), 144, 35)}
   layers = int(config.get('baseline_layers', 0))
   if config.model == 'lf_trans':
-    kw = dict(trans_nlayers=int(config.trans_nlayers),
+    kw.update(trans_nlayers=int(config.trans_nlayers),
               trans_ff_dim=int(config.trans_ff_dim),
               dropout=float(config.dropout), dtype=jnp.dtype(config.dtype))
   elif config.model == 'mult' and layers:
-    kw = dict(num_layers=layers, mem_layers=layers)
+    kw.update(num_layers=layers, mem_layers=layers)
   elif config.model == 'emoembs' and layers:
-    kw = dict(num_layers=layers)
+    kw.update(num_layers=layers)
   return build_baseline(config.model, int(config.num_emotions),
                         config.modalities, **kw)
 
@@ -140,7 +164,7 @@ def param_labels(params):
 __all__ = [
     'CrossModalAttention', 'FrameCNN', 'INITS', 'MaskedBatchNorm',
     'BASELINES', 'MultimodalModel', 'ScratchTextEncoder', 'build_model',
-    'build_baseline_model', 'is_baseline',
+    'baseline_text_dim', 'build_baseline_model', 'is_baseline',
     'build_text_encoder', 'gathered_stage', 'masked_stage', 'param_labels',
     'pytorch_init',
 ]
