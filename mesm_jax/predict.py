@@ -39,6 +39,7 @@ from data_pipelines.tfds import base as tfds_base
 from data_pipelines.tfds import prepare
 import mesm_jax
 from mesm_jax import input_pipeline
+from mesm_jax import models
 from mesm_jax import text as text_lib
 from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import data as data_lib
@@ -232,7 +233,8 @@ def load(workdir: str, checkpoint: str = 'best') -> Predictor:
 
   Raises:
     FileNotFoundError: no saved config, or no checkpoint of that kind.
-    ValueError: an unknown ``checkpoint``.
+    ValueError: an unknown ``checkpoint``; a baseline's workdir (no video
+      input).
   """
   if checkpoint not in CHECKPOINTS:
     raise ValueError(f'checkpoint must be one of {CHECKPOINTS}, got '
@@ -242,6 +244,11 @@ def load(workdir: str, checkpoint: str = 'best') -> Predictor:
     raise FileNotFoundError(
         f'no saved config {workdir_lib.config_path(workdir)}: not a training '
         'work directory (a run writes it when it starts)')
+  if config.model not in models.END_TO_END:
+    raise ValueError(
+        f'{workdir} trained the baseline {config.model!r}, which reads '
+        'hand-crafted feature sequences (features_e2e), not video: predict '
+        f'runs the end-to-end models {models.END_TO_END} only')
   ckpt_root = Path(workdir) / 'checkpoints' / checkpoint
   if not ckpt_root.is_dir():  # before Checkpoints(), which creates folders
     raise FileNotFoundError(f'no {checkpoint} checkpoint in {ckpt_root}; '

@@ -6,18 +6,21 @@ from the synthetic raw data's labels and splits) -> ``make_dataset``
 loop, metrics, checkpoints and results.json as FE2E / MESM.
 """
 
+import csv
 import json
 
 import jax
 import numpy as np
 import pytest
 
-import mesm_jax
 from data_pipelines import features
 from data_pipelines.tfds import prepare
+from experiments import sweep, tables
+import mesm_jax
 from mesm_jax import configs
 from mesm_jax import input_pipeline
 from mesm_jax import models
+from mesm_jax import predict
 from mesm_jax.train import loop
 from mesm_jax.train import metrics as metrics_lib
 
@@ -138,15 +141,36 @@ def _chance_f1(labels: np.ndarray) -> float:
   return float(np.mean(2 * p / (1 + p)))
 
 
-@pytest.mark.usefixtures('fast_compile')
+@pytest.fixture(scope='module')
+def baseline_runs(data_dir, tmp_path_factory):
+  """Each baseline trained once through ``loop.train_and_evaluate``, in a
+  workdir named like a sweep cell; ``sweep.run_cell`` then records its
+  FLOPs as not applicable, as a sweep does.  Returns (root, results)."""
+  root = tmp_path_factory.mktemp('baselines')
+  results = {}
+  old = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)  # compile time
+  try:
+    for model in configs.BASELINES:
+      config = baseline_config(data_dir, model)
+      workdir = root / f'{model}-tav-seed0'
+      results[model] = loop.train_and_evaluate(config, str(workdir))
+      assert sweep.run_cell(['--workdir', str(workdir), '--dataset',
+                             'synthetic', '--model', model]) == 0
+  finally:
+    jax.config.update('jax_disable_most_optimizations', old)
+  return root, results
+
+
 @pytest.mark.parametrize('model', configs.BASELINES)
-def test_baseline_trains_through_the_real_loop(data_dir, tmp_path, model):
+def test_baseline_trains_through_the_real_loop(data_dir, baseline_runs,
+                                               model):
+  root, results = baseline_runs
   config = baseline_config(data_dir, model)
-  workdir = tmp_path / 'work'
-  results = loop.train_and_evaluate(config, str(workdir))
+  workdir = root / f'{model}-tav-seed0'
   on_disk = json.loads((workdir / 'results.json').read_text())
   metrics = on_disk['metrics']
-  assert results['metrics'] == metrics
+  assert results[model]['metrics'] == metrics
   assert on_disk['config']['model'] == model
   assert (workdir / 'checkpoints' / 'best').is_dir()
   # The same metric keys as FE2E / MESM: those of metrics.evaluate_splits,
@@ -166,3 +190,38 @@ def test_baseline_trains_through_the_real_loop(data_dir, tmp_path, model):
   print(f'{model}: test F1 avg {metrics["test/f1/avg"]:.3f} (all-positive '
         f'{chance:.3f}), WAcc avg {metrics["test/mosei_wacc/avg"]:.3f}')
   assert metrics['test/f1/avg'] > chance + 0.15, (model, metrics, chance)
+
+
+def test_tables_print_the_baseline_rows_beside_fe2e_and_mesm(
+    baseline_runs, tiny_sweep, tmp_path, capsys):
+  """Table 3/4 layout on synthetic data: the four baselines trained above
+  and the tiny sweep's FE2E and MESM (conftest.py), one table."""
+  root, results = baseline_runs
+  written = tables.write_tables([str(root), str(tiny_sweep.root)],
+                                str(tmp_path / 'tables'))
+  rows = list(csv.DictReader(written['synthetic_main_csv'].open()))
+  # (The names carry the settings in which the two groups of runs differ,
+  # e.g. ' [epochs=2, ...]': the tiny sweep trains 1 epoch on 24 clips.)
+  assert [(r['row'].split(' [')[0], r['n']) for r in rows] == [
+      ('LF-LSTM', '1'), ('LF-TRANS', '1'), ('EmoEmbs', '1'), ('MulT', '1'),
+      ('FE2E', '2'), ('MESM (p = 0.5)', '2')]
+  assert 'epochs=2' in rows[0]['row'] and 'epochs=1' in rows[4]['row']
+  for r in rows[:4]:
+    model = r['model']
+    np.testing.assert_allclose(
+        float(r['avg_f1_mean']),
+        100 * results[model]['metrics']['test/f1/avg'], rtol=1e-6)
+  md = written['synthetic_main_md'].read_text()
+  assert md.count('| n/a |') == 4            # no CNN FLOPs for a baseline
+  # The command prints the same table.
+  assert tables.main([str(root), str(tiny_sweep.root), '--out',
+                      str(tmp_path / 'printed')]) == 0
+  printed = capsys.readouterr().out
+  for name in ('LF-LSTM', 'LF-TRANS', 'EmoEmbs', 'MulT', 'FE2E', 'MESM'):
+    assert name in printed
+
+
+def test_predict_refuses_a_baseline_workdir_with_a_reason(baseline_runs):
+  root, _ = baseline_runs
+  with pytest.raises(ValueError, match="baseline 'mult'.*feature sequences"):
+    predict.load(str(root / 'mult-tav-seed0'))

@@ -1,19 +1,15 @@
 """Grids, the sweep and the tables (experiments/grids.py, sweep.py, tables.py).
 
-The unit tests read no training code; one end-to-end test runs the tiny
-synthetic grid (2 models x 2 seeds x 1 epoch) through ``sweep.py``, kills
-it (SIGKILL, cells included) once the first two cells are done, reruns it
-and checks that the rerun runs only the missing cells and that
-``tables.py`` writes mean ± std.
+The unit tests read no training code; one end-to-end test checks the tiny
+synthetic grid (2 models x 2 seeds x 1 epoch) run through ``sweep.py``,
+killed (SIGKILL, cells included) once the first two cells are done and run
+again (the ``tiny_sweep`` fixture of conftest.py, shared with the baselines'
+table test): the rerun runs only the missing cells and ``tables.py`` writes
+mean ± std.
 """
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -220,56 +216,12 @@ def test_baseline_cell_records_flops_as_not_applicable(tmp_path):
 # --------------------------------------------------------------- end to end
 
 
-def _sweep_command(tmp_path, *extra):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-             JAX_DISABLE_MOST_OPTIMIZATIONS='1',
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  command = [sys.executable, str(ROOT / 'experiments' / 'sweep.py'),
-             '--grid', 'synthetic_tiny', '--workdirs',
-             str(tmp_path / 'workdirs'), '--data_dir', str(tmp_path / 'tfds'),
-             '--parallel', '2', *extra]
-  return command, env
-
-
-def _sweep(tmp_path, *extra):
-  command, env = _sweep_command(tmp_path, *extra)
-  proc = subprocess.run(command, env=env, capture_output=True, text=True,
-                        timeout=1200)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return proc.stdout
-
-
-def _kill_after(tmp_path, root, done: int, timeout=900):
-  """Starts the sweep; SIGKILLs it and its cells once ``done`` cells have
-  finished (logged in ``sweep_runs.jsonl``); returns those cells."""
-  command, env = _sweep_command(tmp_path)
-  proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
-  deadline = time.time() + timeout
-  runs = root / 'sweep_runs.jsonl'
-  try:
-    while not (runs.is_file() and len(runs.read_text().splitlines()) >= done):
-      assert proc.poll() is None, 'the sweep ended before it was killed'
-      assert time.time() < deadline, 'the first cells did not finish'
-      time.sleep(0.2)
-  finally:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-  return [json.loads(l)['cell'] for l in runs.read_text().splitlines()]
-
-
-def test_tiny_sweep_killed_resumes_missing_cells_and_tables(tmp_path):
-  root = tmp_path / 'workdirs' / 'synthetic_tiny'
-  cells = [c.name for c in grids.expand(grids.GRIDS['synthetic_tiny'])]
-  logged = _kill_after(tmp_path, root, done=2)
-  finished = [c for c in cells if (root / c / 'flops.json').is_file()]
-  left = [c for c in cells if c not in finished]
+def test_tiny_sweep_killed_resumes_missing_cells_and_tables(tiny_sweep):
+  root, logged = tiny_sweep.root, tiny_sweep.logged
+  finished, left = tiny_sweep.finished, tiny_sweep.left
   assert set(logged) <= set(finished) and left, (logged, finished)
-  stamps = {c: (root / c / 'results.json').stat().st_mtime_ns
-            for c in finished}
-  second = _sweep(tmp_path)
+  stamps = tiny_sweep.stamps
+  second = tiny_sweep.second
   assert '4 cells in' in second and f'{len(finished)} done' in second
   assert (f'{len(left)} cells run now, {len(finished)} done before, '
           '0 failed, 0 left') in second
@@ -289,8 +241,7 @@ def test_tiny_sweep_killed_resumes_missing_cells_and_tables(tmp_path):
       'fe2e-tav-seed0']['cnn']
   assert flops['mesm-tav-p0.5-seed1'] == flops['mesm-tav-p0.5-seed0']
   assert flops['fe2e-tav-seed0']['clip'] == 'config'
-  third = _sweep(tmp_path, '--list')
-  assert '4 done' in third
+  assert '4 done' in tiny_sweep.listed
   written = tables.write_tables([str(root)])
   main = list(csv.DictReader(written['synthetic_main_csv'].open()))
   assert [(r['row'], r['n']) for r in main] == [('FE2E', '2'),
