@@ -1,7 +1,7 @@
 """TFDS builder ``features_e2e``: hand-crafted feature sequences per clip.
 
-The input of the paper's baselines (LF-LSTM, LF-TRANS, MulT, EmoEmbs;
-``mesm_jax.models.baselines``).  One example is one utterance clip:
+The input of the paper's baselines (LF-LSTM, LF-TRANS, MulT, EmoEmbs; the
+model library's ``models/baselines``).  One example is one utterance clip:
 
   clip_id       string
   text_feats    float32 [Lt, Dt]    word vectors (Dt: the config's text_dim,
@@ -10,9 +10,9 @@ The input of the paper's baselines (LF-LSTM, LF-TRANS, MulT, EmoEmbs;
   vision_feats  float32 [Lv, 35]    facial action units per video frame
   labels        float32 [E]         multi-hot emotions (E = 6)
 
-Lt, La, Lv vary per clip (no cap at build time; the training side caps
-them, ``mesm_jax.input_pipeline.make_dataset``).  Sources (the
-builder config's ``source``, part of its name so sources never mix):
+Lt, La, Lv vary per clip (no cap at build time; the model library's input
+pipeline caps them).  Sources (the builder config's ``source``, part of its
+name so sources never mix):
 
 * ``'synthetic'``: the manual dir is a synthetic raw dir
   (``data_pipelines.synthetic.write_mosei_raw``); its ``ground_truth.json``

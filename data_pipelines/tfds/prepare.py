@@ -184,8 +184,8 @@ def feature_source(dataset: str, *, features_pickle: str = '',
 
   'pickle' with ``features_pickle``; else 'raw' with ``openface_dir``
   (features computed from the raw clips); else 'synthetic' for the
-  synthetic dataset.  ``mesm_jax.models.baseline_text_dim`` follows the
-  same rule.
+  synthetic dataset.  The model library's ``models.baseline_text_dim``
+  follows the same rule.
   """
   if features_pickle:
     return 'pickle'
