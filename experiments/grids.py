@@ -21,6 +21,8 @@ Named grids (``GRIDS``); a JSON file with the same keys (``dataset``,
 | top_p_mosei | mosei | FE2E; MESM p = 0.1, 0.3, 0.5, 0.7, 0.9 | 3 |
 | synthetic_demo | synthetic | FE2E; MESM p = 0.5, the demo's config | 2 |
 | synthetic_tiny | synthetic | FE2E; MESM p = 0.5, smoke widths, 1 epoch | 2 |
+| baselines_iemocap | iemocap | LF-LSTM; LF-TRANS; EmoEmbs; MulT (Table 3's other rows; features from --set features_pickle=... or openface_dir=...) | 5 |
+| baselines_mosei | mosei | LF-LSTM; LF-TRANS; EmoEmbs; MulT (Table 4's other rows; features as above) | 3 |
 | baselines_synthetic | synthetic | LF-LSTM; LF-TRANS; EmoEmbs; MulT on synthetic feature sequences, 3 epochs | 2 |
 
 Seeds: 5 for IEMOCAP's main table (its test split is small: 5 seeds give a
@@ -114,6 +116,18 @@ GRIDS = {
         rows=(FE2E, {'model': 'mesm', 'top_p': 0.5}), seeds=(0, 1),
         base=TINY_BASE,
         doc='FE2E and MESM, smoke widths, 1 epoch on 24 synthetic clips'),
+    'baselines_iemocap': Grid(
+        'baselines_iemocap', 'iemocap',
+        rows=tuple({'model': m} for m in BASELINES), seeds=tuple(range(5)),
+        doc='Table 3 baseline rows: LF-LSTM, LF-TRANS, EmoEmbs, MulT on '
+        'IEMOCAP; give their features with --set features_pickle=FILE or '
+        'openface_dir=DIR (and --set glove_path=FILE)'),
+    'baselines_mosei': Grid(
+        'baselines_mosei', 'mosei',
+        rows=tuple({'model': m} for m in BASELINES),
+        doc='Table 4 baseline rows: LF-LSTM, LF-TRANS, EmoEmbs, MulT on '
+        'CMU-MOSEI; give their features with --set features_pickle=FILE or '
+        'openface_dir=DIR (and --set glove_path=FILE)'),
     'baselines_synthetic': Grid(
         'baselines_synthetic', 'synthetic',
         rows=tuple({'model': m} for m in BASELINES), seeds=(0, 1),

@@ -41,6 +41,7 @@ MODEL_NAMES = {'fe2e': 'FE2E', 'mesm': 'MESM', 'lf_lstm': 'LF-LSTM',
                'lf_trans': 'LF-TRANS', 'mult': 'MulT', 'emoembs': 'EmoEmbs'}
 # Row order: the baselines as in the paper's tables, then FE2E, then MESM.
 MODEL_ORDER = ('lf_lstm', 'lf_trans', 'emoembs', 'mult', 'fe2e', 'mesm')
+END_TO_END = ('fe2e', 'mesm')
 
 
 # --------------------------------------------------------------- reading
@@ -136,14 +137,28 @@ def group(runs: List[Dict[str, Any]]) -> Dict[str, List[Row]]:
   return out
 
 
+def _family(model: str) -> str:
+  """'end_to_end' (FE2E, MESM) or 'baseline' (the feature-sequence models)."""
+  return 'end_to_end' if model in END_TO_END else 'baseline'
+
+
 def label_rows(rows: List[Row]) -> None:
-  """Names from what differs between the rows: 'MESM (p = 0.7)', '... TA'."""
+  """Names from what differs between the rows: 'MESM (p = 0.7)', '... TA'.
+
+  A setting is named when it differs between rows of the same family (FE2E
+  and MESM; the baselines): the baselines train on other inputs with their
+  own settings (feature caps and sources, epochs, ...), which is not what
+  tells two rows of a table apart.
+  """
   configs = [{k: v for k, v in r.config.items() if k not in IGNORED}
              for r in rows]
-  varying = sorted({k for c in configs for k in c
-                    if any(c.get(k) != o.get(k) for o in configs)}
-                   - {'model', 'top_p', 'modalities', 'batch_size',
-                      'sparse_impl'})
+  varying = {}
+  for family in {_family(r.model) for r in rows}:
+    same = [c for r, c in zip(rows, configs) if _family(r.model) == family]
+    varying[family] = sorted(
+        {k for c in same for k in c
+         if any(c.get(k) != o.get(k) for o in same)}
+        - {'model', 'top_p', 'modalities', 'batch_size', 'sparse_impl'})
   show_modalities = len({r.modalities for r in rows}) > 1
   for r, c in zip(rows, configs):
     name = MODEL_NAMES.get(r.model, r.model)
@@ -151,7 +166,7 @@ def label_rows(rows: List[Row]) -> None:
       name += f' (p = {r.top_p:g})'
     if show_modalities:
       name += f' {r.modalities.upper()}'
-    extra = [f'{k}={c.get(k)}' for k in varying]
+    extra = [f'{k}={c.get(k)}' for k in varying[_family(r.model)]]
     r.label = name + (f" [{', '.join(extra)}]" if extra else '')
 
 

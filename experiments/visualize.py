@@ -70,7 +70,11 @@ def choose(probs: Dict[str, np.ndarray], emotions: Sequence[str],
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser().parse_args(argv)
-  predictor = predict.load(args.workdir)
+  try:
+    predictor = predict.load(args.workdir)
+  except (FileNotFoundError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   if predictor.config.model != 'mesm':
     print('error: attention maps need a MESM run (model=mesm)',
           file=sys.stderr)

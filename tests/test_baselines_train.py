@@ -9,13 +9,14 @@ loop, metrics, checkpoints and results.json as FE2E / MESM.
 import csv
 import json
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 from data_pipelines import features
 from data_pipelines.tfds import prepare
-from experiments import sweep, tables
+from experiments import sweep, tables, visualize
 import mesm_jax
 from mesm_jax import configs
 from mesm_jax import input_pipeline
@@ -70,10 +71,13 @@ def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
         process_count=1)
     seen = []
     for batch in ds.as_numpy_iterator():
-      assert batch['text_feats'].shape == (16, 16, 300)
-      assert batch['audio_feats'].shape == (16, 15, 144)
-      assert batch['vision_feats'].shape == (16, 24, 35)
-      assert batch['vision_feats_mask'].dtype == bool
+      chex.assert_shape(batch['text_feats'], (16, 16, 300))
+      chex.assert_shape(batch['audio_feats'], (16, 15, 144))
+      chex.assert_shape(batch['vision_feats'], (16, 24, 35))
+      chex.assert_shape([batch['labels']], (16, 6))
+      chex.assert_type([batch[f'{k}_mask'] for k in (
+          'text_feats', 'audio_feats', 'vision_feats')], bool)
+      chex.assert_shape(batch['vision_feats_mask'], (16, 24))
       real = batch['clip_mask']
       seen += [c.decode() for c in batch['clip_id'][real]]
       # padding positions hold zeros, every real clip at least one position
@@ -200,12 +204,11 @@ def test_tables_print_the_baseline_rows_beside_fe2e_and_mesm(
   written = tables.write_tables([str(root), str(tiny_sweep.root)],
                                 str(tmp_path / 'tables'))
   rows = list(csv.DictReader(written['synthetic_main_csv'].open()))
-  # (The names carry the settings in which the two groups of runs differ,
-  # e.g. ' [epochs=2, ...]': the tiny sweep trains 1 epoch on 24 clips.)
-  assert [(r['row'].split(' [')[0], r['n']) for r in rows] == [
+  # (The baselines' own settings, e.g. 2 epochs on 80 clips against the
+  # tiny sweep's 1 on 24, do not name the rows: tables.label_rows.)
+  assert [(r['row'], r['n']) for r in rows] == [
       ('LF-LSTM', '1'), ('LF-TRANS', '1'), ('EmoEmbs', '1'), ('MulT', '1'),
       ('FE2E', '2'), ('MESM (p = 0.5)', '2')]
-  assert 'epochs=2' in rows[0]['row'] and 'epochs=1' in rows[4]['row']
   for r in rows[:4]:
     model = r['model']
     np.testing.assert_allclose(
@@ -221,7 +224,11 @@ def test_tables_print_the_baseline_rows_beside_fe2e_and_mesm(
     assert name in printed
 
 
-def test_predict_refuses_a_baseline_workdir_with_a_reason(baseline_runs):
+def test_predict_refuses_a_baseline_workdir_with_a_reason(baseline_runs,
+                                                          capsys):
   root, _ = baseline_runs
   with pytest.raises(ValueError, match="baseline 'mult'.*feature sequences"):
     predict.load(str(root / 'mult-tav-seed0'))
+  assert visualize.main(['--workdir', str(root / 'lf_lstm-tav-seed0')]) == 2
+  err = capsys.readouterr().err
+  assert "baseline 'lf_lstm'" in err and 'Traceback' not in err
