@@ -14,6 +14,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Test files that share a session fixture (tiny_sweep) run on one worker.
+SAME_WORKER = {'test_baselines_train': 'test_sweep'}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+  """Under pytest-xdist (setup.cfg: ``-n 2 --dist loadgroup``) each test
+  file is one group, run whole on one worker: module fixtures (a trained
+  model, a built dataset) are made once, as without xdist."""
+  for item in items:
+    name = item.module.__name__.rpartition('.')[2]
+    item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(name, name)))
+
 
 @pytest.fixture
 def fast_compile():

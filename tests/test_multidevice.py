@@ -5,7 +5,7 @@ Runs in a subprocess with 8 fake CPU devices
 widths, dropout 0: the model's masked BatchNorm psums its statistics over the
 device axis, so 8 devices x 1 clip must compute what 1 device x 8 clips does.
 The parameters are updated with SGD here (see the script); Adam and the loop
-are covered by test_train.py and test_resume.py.
+are covered by test_train.py and test_multihost.py.
 
 Three steps, each taken by every runner from the same state (the 1-device
 runner's result of the step before), then compared.  Runners are not left to

@@ -1,7 +1,7 @@
 """Two real processes x 2 CPU devices == one process x 4 devices, through a kill.
 
-``experiments/run.py`` on a few synthetic clips (``test_resume.py``'s tiny
-model, global batches of 4, 2 epochs of 4 steps), two ways:
+``experiments/run.py`` on a few synthetic clips (a tiny model, global
+batches of 4, 2 epochs of 4 steps), two ways:
 
 * A: one process with 4 CPU devices;
 * B: two processes with 2 CPU devices each, ``jax.distributed`` through a
@@ -35,6 +35,10 @@ the near-zero gradients of biases right before BatchNorm into steps of about
 quite with the running statistics of evaluation.  F1, accuracies and
 thresholds came out equal.
 
+This is also the suite's kill-and-resume test: B, killed with SIGKILL in
+the middle of an epoch and started again with the same command, must end
+with A's (uninterrupted) losses and results.
+
 The subprocesses share a JAX compilation cache.
 """
 
@@ -50,22 +54,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_resume  # tests/ is on sys.path under pytest
-
-
-def _with_flags(argv, **values):
-  """``argv`` with the values of the named ``--flag value`` pairs replaced."""
-  out = list(argv)
-  for name, value in values.items():
-    out[out.index(f'--{name}') + 1] = value
-  return out
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# test_resume.py's tiny run, with batches of 4 (2 hosts x 2 devices) and a
-# loss logged every step.
-TINY = _with_flags(test_resume.TINY, batch_size='4', eval_batch_size='4',
-                   log_every_steps='1')
+# A tiny run: smoke widths, scratch text encoder, one length bucket, 30
+# synthetic clips, global batches of 4 (2 hosts x 2 devices), 2 epochs, a
+# checkpoint every 2 steps and a loss logged every step.
+TINY = ['--dataset', 'synthetic', '--synthetic_clips', '30',
+        '--cnn_features', '4,8,8,16', '--cnn_fc_dim', '16', '--trans_dim', '8',
+        '--trans_nlayers', '1', '--trans_nheads', '2', '--trans_ff_dim', '16',
+        '--text_model', 'scratch', '--scratch_vocab_size', '64',
+        '--scratch_text_dim', '16', '--scratch_text_layers', '1',
+        '--scratch_text_heads', '2', '--scratch_text_ff_dim', '32',
+        '--text_max_len', '12', '--max_frames', '1', '--max_chunks', '1',
+        '--batch_size', '4', '--eval_batch_size', '4', '--epochs', '2',
+        '--early_stop', '0', '--checkpoint_every_steps', '2',
+        '--log_every_steps', '1', '--deterministic_input', 'true',
+        '--lr', '1e-3', '--dropout', '0.1', '--face_detector', 'center']
 LOSS_RTOL = 1e-6            # step losses (measured: 1 ulp)
 RTOL, ATOL = 1e-4, 1e-6     # results.json (measured: 2.7e-5, valid/loss)
 TIMEOUT = 900

@@ -1,9 +1,10 @@
 """``mesm_jax.predict`` / ``experiments/predict.py``: serving = training path.
 
 One tiny MESM run on a manifest of synthetic clips (each clip its own video,
-half of them a span of a longer video, one with a separate wav); then every
-test clip, predicted from its video, text, audio and span, must get the
-probabilities that the evaluation of the built test split gives it.
+half of them a span of a longer video, one with a separate wav; three
+single-label classes), which is also the suite's own-data training run; then
+every test clip, predicted from its video, text, audio and span, must get
+the probabilities that the evaluation of the built test split gives it.
 """
 
 import json
@@ -24,6 +25,7 @@ from mesm_jax import input_pipeline
 from mesm_jax import predict
 from mesm_jax import nucleus
 from mesm_jax.train import checkpoint as ckpt_lib
+from mesm_jax.train import flags
 from mesm_jax.train import loop
 from mesm_jax.train import step as step_lib
 from mesm_jax.train import workdir as workdir_lib
@@ -51,6 +53,30 @@ def trained(tmp_path_factory):
   assert workdir_lib.load_config(str(workdir)) is not None
   yield config, workdir, manifest, predict.load(str(workdir))
   jax.config.update('jax_disable_most_optimizations', old)
+
+
+def test_manifest_run_sizes_names_and_scores_its_labels(trained):
+  """Your own clips: a manifest -> TFDS -> one epoch -> its label names.
+
+  Three single-label classes (IEMOCAP-like: IEMOCAP's metrics); the command
+  line sizes the labels from the manifest.
+  """
+  config, workdir, manifest, _ = trained
+  parsed, _ = flags.parse(['--dataset', 'manifest', '--manifest',
+                           str(manifest)])
+  assert parsed.num_emotions == 3
+  on_disk = json.loads((workdir / 'results.json').read_text())
+  assert set(on_disk['thresholds']) == set(LABELS)
+  metrics = on_disk['metrics']
+  for name in ('acc', 'f1'):        # IEMOCAP's headline pair
+    for key in LABELS + ('avg',):
+      assert 0.0 <= metrics[f'test/{name}/{key}'] <= 1.0
+  assert not any('mosei_wacc' in k for k in metrics)
+  # A config whose num_emotions disagrees with the data is refused.
+  wrong = ml_collections.ConfigDict(config.to_dict())
+  wrong.num_emotions = 6
+  with pytest.raises(ValueError, match='--num_emotions 3'):
+    loop.train_and_evaluate(wrong, str(workdir.parent / 'work6'))
 
 
 def eval_probs(predictor, config, split):
