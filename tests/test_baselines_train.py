@@ -91,6 +91,18 @@ def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
   assert sizes and all(s == 8 for s in sizes)   # train drops the remainder
 
 
+def test_a_data_dir_keeps_the_clip_count_it_was_generated_with(data_dir):
+  """Synthetic data is generated once per data dir: another
+  ``synthetic_clips`` is an error that says so, for either kind of data."""
+  for build in (prepare.prepare_features,
+                lambda *a, **k: prepare.prepare(
+                    *a, prepare.builder_config('synthetic'), **k)):
+    with pytest.raises(ValueError, match=f'holds {CLIPS} generated clips but '
+                       'this run asks for 30'):
+      build('synthetic', data_dir=data_dir, synthetic_clips=30,
+            progress=False)
+
+
 def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
                                                            tmp_path):
   """A MulT / MMSA pickle + the raw MOSEI-layout labels and split files."""

@@ -12,6 +12,7 @@ a config that matches the paper's settings reuses ``albert`` etc.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -122,6 +123,9 @@ def prepare(dataset: str, config: base.E2EConfig, *,
   name = f'{builder.name}/{builder.builder_config.name}'
   if builder.is_prepared():
     check_source(builder, raw_dir)
+    if dataset == 'synthetic':
+      check_synthetic_clips(Path(raw_dir or data_dir / SYNTHETIC_RAW),
+                            synthetic_clips)
     if progress:
       print(f'TFDS data {name}: {builder.data_dir}', flush=True)
     return builder
@@ -284,6 +288,8 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
                                       splits_dir=splits_dir)
   name = f'{builder.name}/{config.name}'
   if builder.is_prepared():
+    if dataset == 'synthetic':
+      check_synthetic_clips(raw_dir, synthetic_clips)
     if progress:
       print(f'TFDS data {name}: {builder.data_dir}', flush=True)
     return builder
@@ -324,10 +330,32 @@ def skip_summary(builder: features_tfds.FeaturesE2e) -> str:
   return '\n'.join(lines)
 
 
+def check_synthetic_clips(raw_dir: Path, num_clips: int | None) -> None:
+  """Raises ValueError when the generated data in ``raw_dir`` has another
+  number of clips than ``num_clips`` (None: any; no data there: fine)."""
+  truth = Path(raw_dir) / 'ground_truth.json'
+  if num_clips is None or not truth.is_file():
+    return
+  have = len(json.loads(truth.read_text()))
+  if have != num_clips:
+    raise ValueError(
+        f'{raw_dir} holds {have} generated clips but this run asks for '
+        f'{num_clips} (synthetic_clips): the synthetic data of a data dir is '
+        'generated once; give another --data_dir (or delete that folder and '
+        'the TFDS data built from it)')
+
+
 def write_synthetic_raw(raw_dir: Path, *, num_clips: int | None,
                         seed: int) -> None:
-  """Generates the synthetic MOSEI-layout raw data once (atomic rename)."""
+  """Generates the synthetic MOSEI-layout raw data once (atomic rename).
+
+  Raises:
+    ValueError: ``raw_dir`` already holds generated data with another
+      number of clips than ``num_clips`` (a data dir's synthetic data is
+      generated once: another size needs another data dir).
+  """
   if raw_dir.is_dir():
+    check_synthetic_clips(raw_dir, num_clips)
     return
   raw_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix='.synthetic_raw.', dir=raw_dir.parent))
