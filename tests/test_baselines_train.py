@@ -112,6 +112,8 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   rng = np.random.default_rng(1)
   feats = features.synthetic_features(
       {i: np.asarray(truth[i]['labels']) for i in ids[1:]}, rng)  # 1 lacking
+  no_face = ids[1]           # all-zero action units: one zero frame stored
+  feats[no_face]['vision'] = np.zeros_like(feats[no_face]['vision'])
   splits = {}
   for i, f in feats.items():
     splits.setdefault(truth[i]['split'], {})[i] = f
@@ -123,8 +125,15 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   total = sum(builder.info.splits[s].num_examples
               for s in ('train', 'valid', 'test'))
   assert total == len(ids) - 1
-  missing = builder.info.metadata['source']['missing_features']
-  assert sum(missing.values()) == 1
+  source = builder.info.metadata['source']
+  assert sum(source['missing_features'].values()) == 1
+  assert sum(e.get('vision', 0) for e in source['empty_modalities'].values()
+             ) == 1
+  split = truth[no_face]['split']
+  stored = {ex['clip_id'].decode(): ex for ex in
+            builder.as_dataset(split=split).as_numpy_iterator()}
+  chex.assert_shape(stored[no_face]['vision_feats'], (1, 35))
+  assert not stored[no_face]['vision_feats'].any()
   ex = next(iter(builder.as_dataset(split='test').as_numpy_iterator()))
   clip = ex['clip_id'].decode()
   np.testing.assert_allclose(ex['audio_feats'], feats[clip]['audio'],

@@ -26,7 +26,9 @@ name so sources never mix):
   IEMOCAP, raw or processed layout, ``readers.read_split``) on its split
   files (``splits_dir``, default the authors').  Clips of a split that the
   pickle lacks are left out and counted in ``info.metadata['source']``
-  (``missing_features``).  The stored widths are fixed (300 / 144 / 35):
+  (``missing_features``); a modality with no frame (all zeros in the
+  file) is stored as one zero frame and counted (``empty_modalities``).
+  The stored widths are fixed (300 / 144 / 35):
   a pickle with other widths (MulT's COVAREP audio is 74) is refused.
 * ``'raw'``: features computed from ``dataset``'s raw clips (the manual
   dir: MOSEI or IEMOCAP in either layout on its split files, or a
@@ -289,7 +291,8 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
           feats, [clip.clip_id for clip in clips])
       source['missing_features'][split] = len(missing)
       labels = {clip.clip_id: clip.labels for clip in clips}
-      out[split] = _joined_examples(found, labels)
+      empty = source.setdefault('empty_modalities', {}).setdefault(split, {})
+      out[split] = _joined_examples(found, labels, empty)
     self.info.metadata['source'] = source
     return out
 
@@ -385,8 +388,19 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
       yield clip_id, to_example(clip_id, feats, labels)
 
 
-def _joined_examples(found: dict, labels: dict):
+def _joined_examples(found: dict, labels: dict, empty: dict):
+  """The pickle's clips as examples.  A modality with no frame left (all
+  zeros in the file: e.g. no face found) is one zero frame, as the original
+  reads zeros there; ``empty`` counts them per modality."""
   for clip_id, feats in found.items():
+    feats = dict(feats)
+    for m in _MODALITY.values():
+      x = np.asarray(feats[m], np.float32)
+      if x.ndim == 2 and x.shape[0] == 0:
+        feats[m] = np.zeros((1, x.shape[1]), np.float32)
+        empty[m] = empty.get(m, 0) + 1
+        logging.warning('%s: no %s features in the pickle: one zero frame',
+                        clip_id, m)
     yield clip_id, to_example(clip_id, feats, labels[clip_id])
 
 
