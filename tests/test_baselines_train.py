@@ -8,6 +8,7 @@ loop, metrics, checkpoints and results.json as FE2E / MESM.
 
 import csv
 import json
+import pickle
 
 import chex
 import jax
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 
 from data_pipelines import features
+from data_pipelines import synthetic
+from data_pipelines.tfds import features as features_tfds
 from data_pipelines.tfds import prepare
 from experiments import sweep, tables, visualize
 import mesm_jax
@@ -139,6 +142,61 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   np.testing.assert_allclose(ex['audio_feats'], feats[clip]['audio'],
                              rtol=1e-6)
   np.testing.assert_array_equal(ex['labels'], truth[clip]['labels'])
+
+
+def test_feature_data_from_the_authors_iemocap_folder(tmp_path):
+  """A folder as features_pickle: the MESM authors' IEMOCAP layout
+  ({phase}_{text,audio,video}_features.pt) + raw IEMOCAP-layout labels."""
+  raw = tmp_path / 'iemocap_raw'
+  truth = synthetic.write_iemocap_raw(raw, num_dialogs=2, seed=1,
+                                      utterances_per_dialog=4, half_size=32,
+                                      clip_seconds=(0.5, 0.8))
+  usable = [u for u, v in truth.items() if 'split' in v]
+  rng = np.random.default_rng(0)
+  folder = tmp_path / 'IEMOCAP_HCF_FEATURES'
+  folder.mkdir()
+  no_video, no_words = usable[0], usable[1]
+  audio_of = {}
+  for phase in ('train', 'valid', 'test'):
+    text, audio, video = {}, {}, {}
+    for uid in (u for u in usable if truth[u]['split'] == phase):
+      side = 'L' if truth[uid]['side'] == 'left' else 'R'
+      text[uid] = [] if uid == no_words else rng.random((3, 300)).tolist()
+      audio_of[uid] = rng.random((770, 4))
+      audio[uid] = {side: audio_of[uid]}
+      if uid != no_video:
+        video[uid] = {f'image_{s}_{i}': rng.random(40) for s in 'LR'
+                      for i in range(2)}
+    for name, table in (('text', text), ('audio', audio), ('video', video)):
+      with open(folder / f'{phase}_{name}_features.pt', 'wb') as f:
+        pickle.dump(table, f)
+  builder = prepare.prepare_features(
+      'iemocap', raw_dir=raw, data_dir=tmp_path / 'tfds',
+      features_pickle=str(folder), splits_dir=raw / 'splits', progress=False)
+  name = builder.builder_config.name
+  assert name.startswith('pickle-iemocap-IEMOCAP_HCF_FEATURES_')
+  source = builder.info.metadata['source']
+  assert source['features_layout'] == 'iemocap_hcf'
+  assert source['incomplete_features'] == 1
+  assert sum(source['missing_features'].values()) == 1
+  assert sum(e.get('text', 0) for e in source['empty_modalities'].values()
+             ) == 1
+  stored = {ex['clip_id'].decode(): ex
+            for split in ('train', 'valid', 'test')
+            for ex in builder.as_dataset(split=split).as_numpy_iterator()}
+  assert sorted(stored) == sorted(set(usable) - {no_video})
+  chex.assert_shape(stored[no_words]['text_feats'], (1, 300))
+  uid = usable[2]
+  rows = list(range(34)) + list(range(655, 763)) + [100, 101]
+  np.testing.assert_allclose(stored[uid]['audio_feats'],
+                             audio_of[uid][rows].T, rtol=1e-6)
+  chex.assert_shape(stored[uid]['vision_feats'], (2, 35))
+  np.testing.assert_array_equal(stored[uid]['labels'], truth[uid]['labels'])
+  # Another file in the folder -> another config name.
+  with open(folder / 'test_text_features.pt', 'ab') as f:
+    f.write(b'\0')
+  assert features_tfds.features_config(
+      'pickle', str(folder), dataset='iemocap').name != name
 
 
 def test_build_model_gives_the_baselines_one_parameter_group(data_dir):

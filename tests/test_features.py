@@ -3,6 +3,7 @@
 import pickle
 import warnings
 
+import chex
 import librosa
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from scipy import fft as sp_fft
 
 from data_pipelines import audio
 from data_pipelines import features
+from data_pipelines.readers import feature_pickle
 from data_pipelines.readers import openface
 from data_pipelines.text import hub
 
@@ -159,6 +161,152 @@ def test_join_with_split():
       clips, ['xYz123_0', 'nope_1', '-3g5yACwYnA_2'])
   assert list(found) == ['xYz123_0', '-3g5yACwYnA_2']
   assert missing == ['nope_1']
+
+
+# ----------------------------------------------- MESM's IEMOCAP HCF folder
+
+HCF_D_FULL = 770            # DisVoice rows; every row has its own values
+HCF_ROWS = list(range(0, 34)) + list(range(655, 763)) + [100, 101]
+HCF_UTTERANCES = {          # phase -> id -> words, audio frames, images
+    'train': {'Ses01F_impro01_F000': (3, 5, 4),       # left (F == F)
+              'Ses01F_impro01_M000': (2, 3, 2),       # right
+              'Ses01F_impro01_F001': (1, 2, None)},   # not in the video file
+    'valid': {'Ses02M_script01_1_M000': (0, 4, 3)},   # left, empty text
+    'test': {'Ses03F_impro02_M001': (4, 2, 4)},       # right, no image_R_1
+}
+
+
+def _write_hcf_folder(folder, seed=0):
+  """The authors' layout, written with plain pickle; returns id -> the
+  (text, audio, video) values written."""
+  rng = np.random.default_rng(seed)
+  folder.mkdir(parents=True, exist_ok=True)
+  written = {}
+  for phase, utts in HCF_UTTERANCES.items():
+    tables = {'text': {}, 'audio': {}, 'video': {}}
+    for uid, (words, frames, images) in utts.items():
+      vectors = rng.standard_normal((words, 300))
+      # A list of lists or an array; an empty text is [].
+      text = vectors.tolist() if words % 2 or not words else vectors
+      # [D_full, T]: row d holds about d * 1000 + t; side R is offset.
+      audio = {side: (np.arange(HCF_D_FULL)[:, None] * 1000.0
+                      + np.arange(frames)[None] + 0.5 * k
+                      + 0.01 * rng.random((HCF_D_FULL, frames)))
+               for k, side in enumerate('LR')}
+      tables['text'][uid] = text
+      tables['audio'][uid] = audio
+      video = None
+      if images is not None:
+        video = {f'image_{side}_{i}': rng.random(40) + (10 if side == 'R'
+                                                        else 0)
+                 for side in 'LR' for i in range(images)}
+        if phase == 'test':
+          del video['image_R_1']
+        tables['video'][uid] = video
+      written[uid] = (text, audio, video)
+    if phase == 'train':
+      tables['audio']['Ses01F_impro01_F000']['L'][700, 1] = -np.inf
+    for name, table in tables.items():
+      with open(folder / f'{phase}_{name}_features.pt', 'wb') as f:
+        pickle.dump(table, f)
+  return written
+
+
+def _hcf_expected(uid, text, audio, video):
+  """The rules of the authors' code, written out plainly."""
+  parts = uid.split('_')
+  side = 'L' if parts[0][-1] == parts[-1][0] else 'R'
+  t = np.asarray(text, np.float32).reshape(-1, 300)
+  a = np.stack([np.asarray(audio[side][r], np.float32) for r in HCF_ROWS],
+               axis=1)
+  a[~np.isfinite(a)] = 0
+  frames = []
+  for i in range(len(video) // 2):
+    key = f'image_{side}_{i}'
+    if key in video:
+      frames.append(np.asarray(video[key][-35:], np.float32))
+  v = np.stack(frames) if frames else np.zeros((0, 35), np.float32)
+  return {'text': t, 'audio': a, 'vision': v}
+
+
+def test_iemocap_hcf_folder_matches_the_authors_rules(tmp_path):
+  folder = tmp_path / 'IEMOCAP_HCF_FEATURES'
+  written = _write_hcf_folder(folder)
+  read = feature_pickle.read_iemocap_hcf_report(folder)
+  assert read.incomplete == [('train', 'Ses01F_impro01_F001',
+                              ('train_video_features.pt',))]
+  complete = [u for u in written if u != 'Ses01F_impro01_F001']
+  assert list(read.features) == complete
+  for uid in complete:
+    want = _hcf_expected(uid, *written[uid])
+    got = read.features[uid]
+    for m in ('text', 'audio', 'vision'):
+      assert got[m].dtype == np.float32, (uid, m)
+      np.testing.assert_allclose(got[m], want[m], rtol=1e-6, err_msg=uid + m)
+  f000 = read.features['Ses01F_impro01_F000']
+  chex.assert_shape(f000['audio'], (5, 144))
+  # Row selection: DisVoice rows 0..33, 655..762, 100, 101 of side L.
+  np.testing.assert_allclose(f000['audio'][0] // 1000, HCF_ROWS)
+  assert f000['audio'][1, HCF_ROWS.index(700)] == 0      # -inf -> 0
+  chex.assert_shape(f000['vision'], (4, 35))
+  m000 = read.features['Ses01F_impro01_M000']
+  assert (m000['audio'] % 1 >= 0.5).all()                 # side R's rows
+  assert (m000['vision'] >= 10).all()                     # image_R_<i>
+  chex.assert_shape(read.features['Ses02M_script01_1_M000']['text'],
+                    (0, 300))
+  # 7 images -> i = 0, 1, 2; image_R_1 missing: R_0 and R_2 only.
+  m001 = read.features['Ses03F_impro02_M001']['vision']
+  np.testing.assert_allclose(
+      m001, np.stack([written['Ses03F_impro02_M001'][2][f'image_R_{i}'][-35:]
+                      for i in (0, 2)]), rtol=1e-6)
+  valid = feature_pickle.read_iemocap_hcf(folder, split='valid')
+  assert list(valid) == ['Ses02M_script01_1_M000']
+  assert list(feature_pickle.read_iemocap_hcf(folder)) == complete
+
+
+def test_iemocap_hcf_errors_name_the_file(tmp_path):
+  folder = tmp_path / 'hcf'
+  _write_hcf_folder(folder)
+  with pytest.raises(ValueError, match='split must be'):
+    feature_pickle.read_iemocap_hcf(folder, split='dev')
+  with pytest.raises(FileNotFoundError, match='no IEMOCAP HCF'):
+    feature_pickle.read_iemocap_hcf(tmp_path / 'nope')
+  path = folder / 'test_audio_features.pt'
+  with open(path, 'rb') as f:
+    audio = pickle.load(f)
+  audio['Ses03F_impro02_M001']['R'] = np.zeros((700, 3))
+  with open(path, 'wb') as f:
+    pickle.dump(audio, f)
+  with pytest.raises(features.FeatureFileError,
+                     match=r'test_audio_features\.pt.*Ses03F_impro02_M001.*'
+                     r'D >= 763'):
+    feature_pickle.read_iemocap_hcf(folder)
+  del audio['Ses03F_impro02_M001']['R']
+  with open(path, 'wb') as f:
+    pickle.dump(audio, f)
+  with pytest.raises(features.FeatureFileError, match="side 'R'"):
+    feature_pickle.read_iemocap_hcf(folder, split='test')
+  path.unlink()
+  with pytest.raises(FileNotFoundError, match='no test_audio_features.pt'):
+    feature_pickle.read_iemocap_hcf(folder)
+  assert list(feature_pickle.read_iemocap_hcf(folder, split='valid'))
+  video = folder / 'valid_video_features.pt'
+  with open(video, 'wb') as f:
+    pickle.dump({'Ses02M_script01_1_M000': {'image_L_0': [1.0] * 20,
+                                            'image_R_0': [1.0] * 20}}, f)
+  with pytest.raises(features.FeatureFileError,
+                     match=r"valid_video_features\.pt.*'image_L_0'"):
+    feature_pickle.read_iemocap_hcf(folder, split='valid')
+  _write_hcf_folder(folder)
+  with open(folder / 'valid_text_features.pt', 'wb') as f:   # a train id
+    pickle.dump({'Ses01F_impro01_F000': []}, f)
+  for name in ('audio', 'video'):
+    with open(folder / f'train_{name}_features.pt', 'rb') as f:
+      table = pickle.load(f)
+    with open(folder / f'valid_{name}_features.pt', 'wb') as f:
+      pickle.dump({'Ses01F_impro01_F000': table['Ses01F_impro01_F000']}, f)
+  with pytest.raises(features.FeatureFileError, match='also in another'):
+    feature_pickle.read_iemocap_hcf(folder)
 
 
 # ---------------------------------------------------------------- openface

@@ -8,6 +8,10 @@ a ``Clip`` says where the clip's frames and audio are and what its text and
 labels are; ``data_pipelines.preprocess`` turns it into an example.  What the
 readers share is in ``common``.
 
+``feature_pickle`` reads hand-crafted feature files instead (the baselines'
+input): MulT / MMSA pickles (``read_feature_pickle``) and the MESM authors'
+IEMOCAP feature folder (``read_iemocap_hcf``).
+
 ``manifest`` reads a user's own CSV / JSONL list of clips instead: it names
 its files and holds its own splits (its ``split`` column), so ``raw_dir`` is
 the manifest file and there are no split files.
@@ -17,15 +21,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_pipelines.readers import feature_pickle
 from data_pipelines.readers import iemocap
 from data_pipelines.readers import manifest
 from data_pipelines.readers import mosei
 from data_pipelines.readers.common import (
     DATASETS, SHIPPED_SPLITS, SPLITS, Clip, Skip, SplitClips, read_split_ids,
     split_file)
+from data_pipelines.readers.feature_pickle import (
+    FeatureFileError, read_feature_pickle, read_iemocap_hcf,
+    read_iemocap_hcf_report)
 
-__all__ = ['DATASETS', 'SHIPPED_SPLITS', 'SPLITS', 'Clip', 'Skip',
-           'SplitClips', 'read_split', 'read_split_ids', 'split_file']
+__all__ = ['DATASETS', 'SHIPPED_SPLITS', 'SPLITS', 'Clip', 'FeatureFileError',
+           'Skip', 'SplitClips', 'feature_pickle', 'read_feature_pickle',
+           'read_iemocap_hcf', 'read_iemocap_hcf_report', 'read_split',
+           'read_split_ids', 'split_file']
 
 _READERS = {'mosei': mosei, 'iemocap': iemocap, 'manifest': manifest}
 

@@ -36,6 +36,38 @@ gives ``'<video>_<clip>'`` when its first entry is a plain video id and its
 second an integer; a row whose first entry is already a clip id uses that
 entry.  A row such as ``(video, start, end)`` has no clip number and raises
 ValueError: pass ``normalise_ids=False`` to read such a file with raw ids.
+
+The MESM authors' IEMOCAP features (``read_iemocap_hcf``).  A folder (theirs
+is named ``IEMOCAP_HCF_FEATURES``) holds, per phase ``train`` / ``valid`` /
+``test``, three plain pickles (``pickle.load``; named ``.pt`` but not torch
+files): ``{phase}_text_features.pt``, ``{phase}_audio_features.pt`` and
+``{phase}_video_features.pt``, each a dict keyed by utterance id
+(``Ses01F_impro01_F000``: this project's IEMOCAP clip ids as they are).
+
+* Side of an utterance: split the id on ``'_'``; it is the left speaker
+  (``'L'``) when the last character of the first part equals the first
+  character of the last part (``Ses01F_..._F000`` -> L), else ``'R'``
+  (``Ses01F_..._M003`` -> R).
+* text: ``text[uid]`` is a sequence of word vectors ``[L, 300]`` (a list of
+  lists or an array); an empty one gives ``[0, 300]`` (the original feeds
+  zeros; the builder stores one zero frame).
+* audio: ``audio[uid][side]`` is ``[D_full, T]``, features x frames
+  (TRANSPOSED relative to this module's ``[T, D]``), D_full the full DisVoice
+  vector (at least 763 rows).  The original keeps rows 0..33, then
+  655..762, then 100 and 101, in that order: 34 + 108 + 2 = 144 values per
+  frame (``HCF_AUDIO_ROWS``), stored as ``[T, 144]``.
+* video: ``video[uid]`` is a dict ``image_L_<i>`` / ``image_R_<i>`` -> one
+  OpenFace vector per frame; the last 35 values (the action units) are kept,
+  for frames ``i = 0 .. len(dict) // 2 - 1`` of the utterance's side
+  (``image_<side>_<i>``), skipping an index whose key is missing:
+  ``[Lv, 35]``.
+
+Non-finite values are set to 0, as for the pickles above.  An utterance that
+is in one or two of its phase's three files but not in all three is left
+out: ``read_iemocap_hcf_report`` returns those as ``(phase, id, files
+lacking it)``, ``read_iemocap_hcf`` logs them (a warning).  An id in two
+phases, a missing file or a value of another shape raises an error that names
+the file (``FileNotFoundError``, ``FeatureFileError``).
 """
 
 from __future__ import annotations
@@ -44,7 +76,9 @@ from collections.abc import Mapping, Sequence
 import pickle
 import re
 from pathlib import Path
+from typing import NamedTuple
 
+from absl import logging
 import numpy as np
 
 MODALITIES = ('text', 'audio', 'vision')
@@ -267,6 +301,201 @@ def read_feature_pickle(path: str | Path, split: str | None = None, *,
                                f'(again in {name!r}); pass split=')
       out[clip_id] = feats
   return out
+
+
+HCF_PHASES = ('train', 'valid', 'test')
+HCF_FILES = {'text': 'text', 'audio': 'audio', 'vision': 'video'}
+HCF_TEXT_DIM = 300
+HCF_VISION_DIM = 35
+HCF_AUDIO_ROWS = np.concatenate([np.arange(0, 34), np.arange(655, 763),
+                                 np.array([100, 101])])
+HCF_MIN_AUDIO_ROWS = 763
+
+
+class IemocapHcf(NamedTuple):
+  """What ``read_iemocap_hcf_report`` read.
+
+  Attributes:
+    features: clip id -> ``{'text', 'audio', 'vision'}`` float32 arrays.
+    incomplete: ``(phase, clip id, names of the files lacking it)`` of each
+      utterance left out because one or two of its phase's files lack it.
+  """
+  features: dict[str, dict[str, np.ndarray]]
+  incomplete: list[tuple[str, str, tuple[str, ...]]]
+
+
+def hcf_file(folder: str | Path, phase: str, modality: str) -> Path:
+  """``<folder>/<phase>_<text|audio|video>_features.pt`` of a modality."""
+  return Path(folder) / f'{phase}_{HCF_FILES[modality]}_features.pt'
+
+
+def hcf_side(uid: str) -> str:
+  """``'L'`` or ``'R'``: the speaker side of an IEMOCAP utterance id (rule
+  in the module docstring).
+
+  Raises:
+    ValueError: the id has no ``'_'`` or an empty first or last part.
+  """
+  parts = uid.split('_')
+  if len(parts) < 2 or not parts[0] or not parts[-1]:
+    raise ValueError(f'utterance id {uid!r} is not <dialog>_..._<speaker>')
+  return 'L' if parts[0][-1] == parts[-1][0] else 'R'
+
+
+def _load_hcf_dict(path: Path) -> Mapping:
+  if not path.is_file():
+    raise FileNotFoundError(
+        f'no {path.name} in {path.parent} (the IEMOCAP HCF layout has '
+        '{train,valid,test}_{text,audio,video}_features.pt)')
+  try:
+    with open(path, 'rb') as f:
+      data = pickle.load(f)
+  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+          ValueError) as e:
+    raise FeatureFileError(f'{path}: cannot unpickle: {e}') from e
+  if not isinstance(data, Mapping):
+    raise FeatureFileError(f'{path}: expected a dict keyed by utterance id, '
+                           f'got {type(data).__name__}')
+  return {_as_str(k): v for k, v in data.items()}
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+  return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _hcf_text(path: Path, uid: str, value) -> np.ndarray:
+  try:
+    x = np.asarray(value, np.float32)
+  except (TypeError, ValueError) as e:
+    raise FeatureFileError(f'{path}: utterance {uid!r}: word vectors are not '
+                           f'an [L, D] array: {e}') from e
+  if x.size == 0:
+    return np.zeros((0, HCF_TEXT_DIM), np.float32)
+  if x.ndim != 2:
+    raise FeatureFileError(f'{path}: utterance {uid!r}: word vectors have '
+                           f'shape {x.shape}, expected [L, D]')
+  return _finite(x)
+
+
+def _hcf_audio(path: Path, uid: str, side: str, value) -> np.ndarray:
+  if not isinstance(value, Mapping) or side not in value:
+    keys = sorted(map(str, value)) if isinstance(value, Mapping) else (
+        type(value).__name__)
+    raise FeatureFileError(f'{path}: utterance {uid!r}: expected a dict with '
+                           f'its side {side!r} (L / R), got {keys}')
+  try:
+    x = np.asarray(value[side], np.float32)
+  except (TypeError, ValueError) as e:
+    raise FeatureFileError(f'{path}: utterance {uid!r} side {side!r}: not a '
+                           f'[D, T] array: {e}') from e
+  if x.ndim != 2 or x.shape[0] < HCF_MIN_AUDIO_ROWS:
+    raise FeatureFileError(
+        f'{path}: utterance {uid!r} side {side!r}: shape {x.shape}, expected '
+        f'[D, T] (features x frames) with D >= {HCF_MIN_AUDIO_ROWS} (DisVoice)')
+  return _finite(np.ascontiguousarray(x[HCF_AUDIO_ROWS].T))
+
+
+def _hcf_vision(path: Path, uid: str, side: str, value) -> np.ndarray:
+  if not isinstance(value, Mapping):
+    raise FeatureFileError(f'{path}: utterance {uid!r}: expected a dict '
+                           f'image_<L|R>_<i> -> OpenFace vector, got '
+                           f'{type(value).__name__}')
+  rows = []
+  for i in range(len(value) // 2):
+    key = f'image_{side}_{i}'
+    if key not in value:
+      continue
+    try:
+      vec = np.asarray(value[key], np.float32)
+    except (TypeError, ValueError) as e:
+      raise FeatureFileError(f'{path}: utterance {uid!r} key {key!r}: not a '
+                             f'vector: {e}') from e
+    if vec.ndim != 1 or vec.shape[0] < HCF_VISION_DIM:
+      raise FeatureFileError(
+          f'{path}: utterance {uid!r} key {key!r}: shape {vec.shape}, '
+          f'expected one OpenFace vector of >= {HCF_VISION_DIM} values')
+    rows.append(vec[-HCF_VISION_DIM:])
+  if not rows:
+    return np.zeros((0, HCF_VISION_DIM), np.float32)
+  return _finite(np.stack(rows))
+
+
+def _read_hcf_phase(folder: Path, phase: str
+                    ) -> tuple[dict[str, dict[str, np.ndarray]],
+                               list[tuple[str, str, tuple[str, ...]]]]:
+  paths = {m: hcf_file(folder, phase, m) for m in MODALITIES}
+  tables = {m: _load_hcf_dict(p) for m, p in paths.items()}
+  all_ids = list(dict.fromkeys(uid for t in tables.values() for uid in t))
+  out, incomplete = {}, []
+  for uid in all_ids:
+    lacking = tuple(paths[m].name for m in MODALITIES if uid not in tables[m])
+    if lacking:
+      incomplete.append((phase, uid, lacking))
+      continue
+    try:
+      side = hcf_side(uid)
+    except ValueError as e:
+      raise FeatureFileError(f'{paths["audio"]}: {e}') from e
+    out[uid] = {
+        'text': _hcf_text(paths['text'], uid, tables['text'][uid]),
+        'audio': _hcf_audio(paths['audio'], uid, side, tables['audio'][uid]),
+        'vision': _hcf_vision(paths['vision'], uid, side,
+                              tables['vision'][uid])}
+  return out, incomplete
+
+
+def read_iemocap_hcf_report(folder: str | Path, split: str | None = None
+                            ) -> IemocapHcf:
+  """Reads the MESM authors' IEMOCAP feature folder (module docstring).
+
+  Args:
+    folder: the folder of ``{phase}_{text,audio,video}_features.pt``.
+    split: one phase (``'train'``, ``'valid'``, ``'test'``), or None: the
+      three merged (an id in two phases is an error).
+
+  Returns:
+    ``IemocapHcf``: clip id -> ``{'text': [Lt, 300], 'audio': [La, 144],
+    'vision': [Lv, 35]}`` float32 (phase order, then the text file's order;
+    a modality may have no row), and the utterances left out because one or
+    two of their phase's files lack them.
+
+  Raises:
+    FileNotFoundError: no such folder, or a file of a phase read is missing.
+    FeatureFileError: a file or value has another layout or shape (the
+      message names the file and the utterance).
+  """
+  folder = Path(folder).expanduser()
+  if not folder.is_dir():
+    raise FileNotFoundError(f'no IEMOCAP HCF feature folder {folder}')
+  if split is not None and split not in HCF_PHASES:
+    raise ValueError(f'split must be one of {HCF_PHASES} or None, got '
+                     f'{split!r}')
+  out, incomplete = {}, []
+  for phase in (split,) if split else HCF_PHASES:
+    feats, lacking = _read_hcf_phase(folder, phase)
+    for uid, f in feats.items():
+      if uid in out:
+        raise FeatureFileError(
+            f'{hcf_file(folder, phase, "text")}: utterance {uid!r} is also in '
+            'another phase; pass split=')
+      out[uid] = f
+    incomplete += lacking
+  return IemocapHcf(out, incomplete)
+
+
+def read_iemocap_hcf(folder: str | Path, split: str | None = None
+                     ) -> dict[str, dict[str, np.ndarray]]:
+  """``read_iemocap_hcf_report``'s features; the utterances it leaves out
+  (in some but not all of their phase's files) are logged as a warning."""
+  read = read_iemocap_hcf_report(folder, split)
+  if read.incomplete:
+    shown = '; '.join(f'{phase} {uid} (not in {", ".join(files)})'
+                      for phase, uid, files in read.incomplete[:10])
+    more = len(read.incomplete) - 10
+    logging.warning('%s: %d utterances left out, not in all three files of '
+                    'their phase: %s%s', folder, len(read.incomplete), shown,
+                    f'; and {more} more' if more > 0 else '')
+  return read.features
 
 
 def join_with_split(features: Mapping[str, dict], split_ids: Sequence[str]

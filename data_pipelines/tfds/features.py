@@ -21,9 +21,15 @@ name so sources never mix):
   ``features.synthetic_clip_features`` of the labels, drawn per clip from a
   generator seeded by ``(seed, crc32(clip id))`` (independent of the split).
 * ``'pickle'``: a MulT / MMSA / MESM feature pickle (``features_pickle``,
-  read by ``readers.read_feature_pickle``, every split of the file merged)
-  joined with the labels of ``dataset``'s raw data (the manual dir: MOSEI or
-  IEMOCAP, raw or processed layout, ``readers.read_split``) on its split
+  read by ``readers.read_feature_pickle``, every split of the file merged),
+  or, when ``features_pickle`` is a folder, the MESM authors' IEMOCAP
+  features (``{train,valid,test}_{text,audio,video}_features.pt``, read by
+  ``readers.read_iemocap_hcf_report``, the three phases merged; dataset
+  'iemocap' only; utterances lacking from one of their phase's files are
+  left out and counted in ``info.metadata['source']``
+  (``incomplete_features``)), joined with the labels of ``dataset``'s raw
+  data (the manual dir: MOSEI or IEMOCAP, raw or processed layout,
+  ``readers.read_split``) on its split
   files (``splits_dir``, default the authors').  Clips of a split that the
   pickle lacks are left out and counted in ``info.metadata['source']``
   (``missing_features``); a modality with no frame (all zeros in the
@@ -95,8 +101,9 @@ class FeaturesConfig(tfds.core.BuilderConfig):
 
   Attributes:
     source: 'synthetic' | 'pickle' | 'raw'.
-    features_pickle: the pickle file (source 'pickle'); its path and size
-      are hashed into the config name.
+    features_pickle: the pickle file (source 'pickle'), or the folder of the
+      authors' IEMOCAP features; the path and the file's size (a folder: its
+      ``.pt`` files' names and sizes) are hashed into the config name.
     dataset: sources 'pickle' and 'raw': whose labels and split files
       ('mosei' | 'iemocap'; 'raw' also 'manifest').
     seed: seed of the synthetic features.
@@ -128,7 +135,7 @@ def config_name(c: FeaturesConfig) -> str:
     return f'synthetic-s{c.seed}'
   if c.source == 'raw':
     return raw_config_name(c)
-  return f'pickle-{c.dataset}-{_file_tag(c.features_pickle)}'
+  return f'pickle-{c.dataset}-{_pickle_tag(c.features_pickle)}'
 
 
 def _stem(path: Path) -> str:
@@ -143,15 +150,27 @@ def _file_tag(file: str) -> str:
   return f'{_stem(path)}_{digest}'
 
 
-def _folder_digest(folder: str) -> str:
-  """sha1 of a folder's resolved path and its CSVs' relative names and sizes
-  (another OpenFace run that rewrites a CSV changes it, usually its size)."""
+def _folder_digest(folder: str, pattern: str = '*.csv') -> str:
+  """sha1 of a folder's resolved path and the relative names and sizes of
+  its files matching ``pattern``, recursively (another OpenFace run that
+  rewrites a CSV changes it, usually its size)."""
   path = Path(folder).expanduser()
   digest = hashlib.sha1(str(path.resolve()).encode())
   if path.is_dir():
-    for csv in sorted(path.rglob('*.csv')):
-      digest.update(f'\n{csv.relative_to(path)}:{csv.stat().st_size}'.encode())
+    for file in sorted(path.rglob(pattern)):
+      digest.update(f'\n{file.relative_to(path)}:{file.stat().st_size}'
+                    .encode())
   return digest.hexdigest()[:8]
+
+
+def _pickle_tag(features_pickle: str) -> str:
+  """``_file_tag`` of a pickle file; for a folder (the authors' IEMOCAP
+  features) ``<folder name>_<_folder_digest of its .pt files>``."""
+  path = Path(features_pickle).expanduser()
+  if path.is_dir():
+    name = ''.join(ch if ch.isalnum() else '_' for ch in path.resolve().name)
+    return f'{name}_{_folder_digest(features_pickle, "*.pt")}'
+  return _file_tag(features_pickle)
 
 
 def raw_config_name(c: FeaturesConfig) -> str:
@@ -276,13 +295,33 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
 
   def _pickle_splits(self, raw_dir: Path):
     c = self.builder_config
-    feats = features.read_feature_pickle(Path(c.features_pickle).expanduser())
+    path = Path(c.features_pickle).expanduser()
+    source = {'raw_dir': str(raw_dir.resolve()),
+              'features_pickle': str(path.resolve())}
+    if path.is_dir():
+      if c.dataset != 'iemocap':
+        raise ValueError(
+            f'features_pickle {path} is a folder, read as the MESM authors\' '
+            'IEMOCAP features ({train,valid,test}_{text,audio,video}_'
+            f'features.pt): its labels must come from dataset iemocap, not '
+            f'{c.dataset!r} (a MulT / MMSA pickle is a file)')
+      read = readers.read_iemocap_hcf_report(path)
+      feats = read.features
+      source['features_layout'] = 'iemocap_hcf'
+      source['incomplete_features'] = len(read.incomplete)
+      if read.incomplete:
+        logging.warning(
+            '%s: %d utterances left out, not in all three files of their '
+            'phase (first: %s)', path, len(read.incomplete),
+            ', '.join(f'{p}/{u} lacks {"+".join(f)}'
+                      for p, u, f in read.incomplete[:5]))
+    else:
+      feats = features.read_feature_pickle(path)
+      source['features_layout'] = 'mult_mmsa'
     splits_dir = (Path(self._splits_dir).expanduser() if self._splits_dir
                   else None)
-    source = {'raw_dir': str(raw_dir.resolve()),
-              'features_pickle': str(Path(c.features_pickle).resolve()),
-              'split_files': str(splits_dir.resolve()) if splits_dir
-              else 'shipped', 'missing_features': {}}
+    source.update({'split_files': str(splits_dir.resolve()) if splits_dir
+                   else 'shipped', 'missing_features': {}})
     out = {}
     for split in base.SPLITS:
       clips = readers.read_split(c.dataset, raw_dir, split,

@@ -96,7 +96,9 @@ HELP = {
     'max_vision_feats': 'baselines only: at most this many facial action '
                         'unit frames per clip, kept evenly spaced over the '
                         'clip; padded and masked up to it',
-    'features_pickle': 'baselines only: a MulT / MMSA feature pickle, '
+    'features_pickle': 'baselines only: a MulT / MMSA feature pickle, or '
+                       "a folder of the MESM authors' IEMOCAP features "
+                       '({train,valid,test}_{text,audio,video}_features.pt), '
                        'joined by clip id with the labels and splits of '
                        "--raw_dir ('' = the synthetic features of --dataset "
                        'synthetic)',
