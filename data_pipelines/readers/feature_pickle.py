@@ -271,12 +271,7 @@ def read_feature_pickle(path: str | Path, split: str | None = None, *,
   path = Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'no feature pickle {path}')
-  try:
-    with open(path, 'rb') as f:
-      data = pickle.load(f)
-  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-          ValueError) as e:
-    raise FeatureFileError(f'{path}: cannot unpickle: {e}') from e
+  data = _unpickle(path)
   if not isinstance(data, Mapping):
     raise FeatureFileError(f'{path}: expected a dict of splits or a dict with '
                            f'keys {(ID_KEY,) + MODALITIES}, got '
@@ -347,28 +342,38 @@ def _load_hcf_dict(path: Path) -> Mapping:
     raise FileNotFoundError(
         f'no {path.name} in {path.parent} (the IEMOCAP HCF layout has '
         '{train,valid,test}_{text,audio,video}_features.pt)')
-  try:
-    with open(path, 'rb') as f:
-      data = pickle.load(f)
-  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-          ValueError) as e:
-    raise FeatureFileError(f'{path}: cannot unpickle: {e}') from e
+  data = _unpickle(path)
   if not isinstance(data, Mapping):
     raise FeatureFileError(f'{path}: expected a dict keyed by utterance id, '
                            f'got {type(data).__name__}')
   return {_as_str(k): v for k, v in data.items()}
 
 
+def _unpickle(path: Path):
+  """The object pickled in ``path``; FeatureFileError if it cannot be read."""
+  try:
+    with open(path, 'rb') as f:
+      return pickle.load(f)
+  except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+          ValueError) as e:
+    raise FeatureFileError(f'{path}: cannot unpickle: {e}') from e
+
+
 def _finite(x: np.ndarray) -> np.ndarray:
   return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _hcf_text(path: Path, uid: str, value) -> np.ndarray:
+def _float_array(value, path: Path, where: str, what: str) -> np.ndarray:
+  """``value`` as float32, or FeatureFileError naming the file and place."""
   try:
-    x = np.asarray(value, np.float32)
+    return np.asarray(value, np.float32)
   except (TypeError, ValueError) as e:
-    raise FeatureFileError(f'{path}: utterance {uid!r}: word vectors are not '
-                           f'an [L, D] array: {e}') from e
+    raise FeatureFileError(f'{path}: {where}: not {what}: {e}') from e
+
+
+def _hcf_text(path: Path, uid: str, value) -> np.ndarray:
+  x = _float_array(value, path, f'utterance {uid!r}',
+                   'word vectors, an [L, D] array')
   if x.size == 0:
     return np.zeros((0, HCF_TEXT_DIM), np.float32)
   if x.ndim != 2:
@@ -383,11 +388,8 @@ def _hcf_audio(path: Path, uid: str, side: str, value) -> np.ndarray:
         type(value).__name__)
     raise FeatureFileError(f'{path}: utterance {uid!r}: expected a dict with '
                            f'its side {side!r} (L / R), got {keys}')
-  try:
-    x = np.asarray(value[side], np.float32)
-  except (TypeError, ValueError) as e:
-    raise FeatureFileError(f'{path}: utterance {uid!r} side {side!r}: not a '
-                           f'[D, T] array: {e}') from e
+  x = _float_array(value[side], path, f'utterance {uid!r} side {side!r}',
+                   'a [D, T] array')
   if x.ndim != 2 or x.shape[0] < HCF_MIN_AUDIO_ROWS:
     raise FeatureFileError(
         f'{path}: utterance {uid!r} side {side!r}: shape {x.shape}, expected '
@@ -405,11 +407,8 @@ def _hcf_vision(path: Path, uid: str, side: str, value) -> np.ndarray:
     key = f'image_{side}_{i}'
     if key not in value:
       continue
-    try:
-      vec = np.asarray(value[key], np.float32)
-    except (TypeError, ValueError) as e:
-      raise FeatureFileError(f'{path}: utterance {uid!r} key {key!r}: not a '
-                             f'vector: {e}') from e
+    vec = _float_array(value[key], path, f'utterance {uid!r} key {key!r}',
+                       'a vector')
     if vec.ndim != 1 or vec.shape[0] < HCF_VISION_DIM:
       raise FeatureFileError(
           f'{path}: utterance {uid!r} key {key!r}: shape {vec.shape}, '
