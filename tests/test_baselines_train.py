@@ -120,6 +120,9 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   splits = {}
   for i, f in feats.items():
     splits.setdefault(truth[i]['split'], {})[i] = f
+  with pytest.raises(FileNotFoundError, match='no file or folder'):
+    prepare.prepare_features('mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
+                             features_pickle=str(tmp_path / 'mosei_feats.pkl'))
   path = features.write_feature_pickle(tmp_path / 'mosei_feats.pkl', splits)
   builder = prepare.prepare_features(
       'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',

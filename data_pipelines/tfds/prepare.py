@@ -257,6 +257,10 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
     if labels_of not in ('mosei', 'iemocap'):
       raise ValueError(f'features_pickle: labels from dataset {dataset!r} '
                        "are not supported (mosei, iemocap, synthetic)")
+    if not Path(features_pickle).expanduser().exists():
+      raise FileNotFoundError(
+          f'features_pickle: no file or folder {features_pickle} (a MulT / '
+          "MMSA pickle, or the MESM authors' IEMOCAP feature folder)")
     config = features_tfds.features_config('pickle', str(features_pickle),
                                            dataset=labels_of)
   elif source == 'raw':
