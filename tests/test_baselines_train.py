@@ -92,6 +92,22 @@ def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
       process_count=1)
   sizes = [b['clip_mask'].sum() for b in train.as_numpy_iterator()]
   assert sizes and all(s == 8 for s in sizes)   # train drops the remainder
+  # Two hosts: the same number of batches each (pmap's lockstep), every
+  # evaluation clip once over both, half the global batch per host.
+  for split, train_ in (('valid', False), ('train', True)):
+    hosts = [list(input_pipeline.make_dataset(
+        config, split, train=train_, builder=builder, process_index=i,
+        process_count=2).as_numpy_iterator()) for i in range(2)]
+    assert len(hosts[0]) == len(hosts[1]) > 0, split
+    for batches in hosts:
+      for b in batches:
+        chex.assert_shape(b['audio_feats'], ((8 if train_ else 16) // 2, 15,
+                                             144))
+    if not train_:
+      seen = [c.decode() for batches in hosts for b in batches
+              for c in b['clip_id'][b['clip_mask']]]
+      want = sorted(l for l in (raw / 'valid.txt').read_text().split() if l)
+      assert sorted(seen) == want
 
 
 def test_a_data_dir_keeps_the_clip_count_it_was_generated_with(data_dir):
@@ -123,6 +139,23 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   with pytest.raises(FileNotFoundError, match='no file or folder'):
     prepare.prepare_features('mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
                              features_pickle=str(tmp_path / 'mosei_feats.pkl'))
+  # MulT's public pickle has 74-d COVAREP audio: refused before building.
+  covarep = {sp: {i: {**f, 'audio': f['audio'][:, :74]} for i, f in c.items()}
+             for sp, c in splits.items()}
+  with pytest.raises(ValueError, match="'audio': 74.*COVAREP"):
+    prepare.prepare_features(
+        'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
+        features_pickle=str(features.write_feature_pickle(
+            tmp_path / 'covarep.pkl', covarep)),
+        splits_dir=raw / 'splits', progress=False)
+  # Ids of another dataset: none found, one message naming both kinds.
+  other = {sp: {f'x{i}': f for i, f in c.items()} for sp, c in splits.items()}
+  with pytest.raises(ValueError, match='none of the .* clips of split train'):
+    prepare.prepare_features(
+        'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
+        features_pickle=str(features.write_feature_pickle(
+            tmp_path / 'other.pkl', other)),
+        splits_dir=raw / 'splits', progress=False)
   path = features.write_feature_pickle(tmp_path / 'mosei_feats.pkl', splits)
   builder = prepare.prepare_features(
       'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
@@ -140,6 +173,11 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
             builder.as_dataset(split=split).as_numpy_iterator()}
   chex.assert_shape(stored[no_face]['vision_feats'], (1, 35))
   assert not stored[no_face]['vision_feats'].any()
+  # The same pickle with the labels of another raw dir: not the built data.
+  with pytest.raises(prepare.SourceMismatchError, match='was built from'):
+    prepare.prepare_features(
+        'mosei', raw_dir=tmp_path, data_dir=tmp_path / 'tfds',
+        features_pickle=str(path), splits_dir=raw / 'splits', progress=False)
   ex = next(iter(builder.as_dataset(split='test').as_numpy_iterator()))
   clip = ex['clip_id'].decode()
   np.testing.assert_allclose(ex['audio_feats'], feats[clip]['audio'],

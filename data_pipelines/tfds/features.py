@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import time
 import zlib
@@ -174,7 +175,9 @@ def _pickle_tag(features_pickle: str) -> str:
 
 
 def raw_config_name(c: FeaturesConfig) -> str:
-  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-openface_<digest>``."""
+  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-<phon>-openface_<digest>``
+  (``phon``: phon_disvoice | phon_none, whether the optional disvoice package
+  computes the phonological statistics)."""
   if c.dataset not in RAW_DATASETS:
     raise ValueError(f'source raw: dataset must be one of {RAW_DATASETS}, got '
                      f'{c.dataset!r}')
@@ -188,7 +191,11 @@ def raw_config_name(c: FeaturesConfig) -> str:
     path = Path(c.manifest).expanduser()
     data += (f'-{_stem(path)}_'
              f'{hashlib.sha1(path.read_bytes()).hexdigest()[:8]}')
-  return (f'raw-{data}-{text}-t{c.text_dim}-openface_'
+  # Without the optional disvoice package the 108 phonological values of
+  # the audio are zeros: data built so is not reused once it is installed.
+  phon = ('phon_disvoice' if importlib.util.find_spec('disvoice') is not None
+          else 'phon_none')
+  return (f'raw-{data}-{text}-t{c.text_dim}-{phon}-openface_'
           f'{_folder_digest(c.openface_dir)}')
 
 
@@ -322,6 +329,7 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
                   else None)
     source.update({'split_files': str(splits_dir.resolve()) if splits_dir
                    else 'shipped', 'missing_features': {}})
+    _check_widths(feats, path, c.text_dim)
     out = {}
     for split in base.SPLITS:
       clips = readers.read_split(c.dataset, raw_dir, split,
@@ -329,6 +337,17 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
       found, missing = features.join_with_split(
           feats, [clip.clip_id for clip in clips])
       source['missing_features'][split] = len(missing)
+      if missing:
+        logging.warning('%s: %d of the %d clips of split %s are not in %s '
+                        '(left out; first: %s)', self.name, len(missing),
+                        len(clips), split, path, ', '.join(missing[:5]))
+      if not found:
+        raise ValueError(
+            f'{path}: none of the {len(clips)} clips of split {split} '
+            f'({c.dataset}, e.g. {", ".join(k.clip_id for k in clips[:3])}) '
+            f'is in it (its ids: e.g. {", ".join(sorted(feats)[:3])}): '
+            'another dataset, or ids in another form '
+            '(readers.feature_pickle.normalise_clip_id)')
       labels = {clip.clip_id: clip.labels for clip in clips}
       empty = source.setdefault('empty_modalities', {}).setdefault(split, {})
       out[split] = _joined_examples(found, labels, empty)
@@ -425,6 +444,21 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
       rng = np.random.default_rng([seed, zlib.crc32(clip_id.encode())])
       feats = features.synthetic_clip_features(labels, rng)
       yield clip_id, to_example(clip_id, feats, labels)
+
+
+def _check_widths(feats: dict, path: Path, text_dim: int) -> None:
+  """Refuses, before any example is written, features whose widths are not
+  the stored ones (e.g. the 74-d COVAREP audio of MulT's public pickle)."""
+  want = {'text': text_dim, 'audio': AUDIO_DIM, 'vision': VISION_DIM}
+  for clip_id, clip in list(feats.items())[:1]:
+    got = {m: np.shape(clip[m])[-1] for m in want}
+    if got != want:
+      raise ValueError(
+          f'{path}: clip {clip_id} has feature widths {got}; the baselines '
+          f'read {want} (GloVe, DisVoice 142 + 2, OpenFace AUs as in the '
+          'paper).  MulT\'s public MOSEI pickle holds 74-d COVAREP audio: '
+          'compute the features from the raw clips instead (--openface_dir, '
+          '--glove_path)')
 
 
 def _joined_examples(found: dict, labels: dict, empty: dict):

@@ -294,6 +294,13 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
   if builder.is_prepared():
     if dataset == 'synthetic':
       check_synthetic_clips(raw_dir, synthetic_clips)
+    stored = (builder.info.metadata.get('source') or {}).get('raw_dir')
+    if (raw_dir is not None and stored and labels_of != 'manifest'
+        and str(Path(raw_dir).expanduser().resolve()) != stored):
+      raise SourceMismatchError(
+          f'The TFDS data {name} in {builder.data_dir} was built from the raw '
+          f'data in {stored}, this run asks for {raw_dir}: give another '
+          '--data_dir (or delete that folder to build it again)')
     if progress:
       print(f'TFDS data {name}: {builder.data_dir}', flush=True)
     return builder
