@@ -24,7 +24,9 @@ def pytest_collection_modifyitems(items):
   file is one group, run whole on one worker: module fixtures (a trained
   model, a built dataset) are made once, as without xdist."""
   for item in items:
-    name = item.module.__name__.rpartition('.')[2]
+    module = getattr(item, 'module', None)
+    name = (module.__name__.rpartition('.')[2] if module is not None
+            else item.nodeid.split('::')[0])
     item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(name, name)))
 
 

@@ -23,7 +23,7 @@ import ml_collections
 
 # The baselines of Tables 3 and 4, trained on feature sequences
 # (mesm_jax.models.baselines).  The paper does not give their batch size: 32
-# is MulT's default (its MOSEI command) and the one used for all four here.
+# is this project's choice for all four (MulT's public default is 24).
 BASELINES = ('lf_lstm', 'lf_trans', 'mult', 'emoembs')
 MODELS = ('mesm', 'fe2e') + BASELINES
 PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8, **{b: 32 for b in BASELINES}}
