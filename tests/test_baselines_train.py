@@ -139,23 +139,22 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   with pytest.raises(FileNotFoundError, match='no file or folder'):
     prepare.prepare_features('mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
                              features_pickle=str(tmp_path / 'mosei_feats.pkl'))
+  def build(name, table):
+    return prepare.prepare_features(
+        'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
+        features_pickle=str(features.write_feature_pickle(tmp_path / name,
+                                                          table)),
+        splits_dir=raw / 'splits', progress=False)
+
   # MulT's public pickle has 74-d COVAREP audio: refused before building.
-  covarep = {sp: {i: {**f, 'audio': f['audio'][:, :74]} for i, f in c.items()}
-             for sp, c in splits.items()}
   with pytest.raises(ValueError, match="'audio': 74.*COVAREP"):
-    prepare.prepare_features(
-        'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
-        features_pickle=str(features.write_feature_pickle(
-            tmp_path / 'covarep.pkl', covarep)),
-        splits_dir=raw / 'splits', progress=False)
+    build('covarep.pkl', {sp: {i: {**f, 'audio': f['audio'][:, :74]}
+                               for i, f in c.items()}
+                          for sp, c in splits.items()})
   # Ids of another dataset: none found, one message naming both kinds.
-  other = {sp: {f'x{i}': f for i, f in c.items()} for sp, c in splits.items()}
   with pytest.raises(ValueError, match='none of the .* clips of split train'):
-    prepare.prepare_features(
-        'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
-        features_pickle=str(features.write_feature_pickle(
-            tmp_path / 'other.pkl', other)),
-        splits_dir=raw / 'splits', progress=False)
+    build('other.pkl', {sp: {f'x{i}': f for i, f in c.items()}
+                        for sp, c in splits.items()})
   path = features.write_feature_pickle(tmp_path / 'mosei_feats.pkl', splits)
   builder = prepare.prepare_features(
       'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
