@@ -49,7 +49,7 @@ import tensorflow_datasets as tfds
 from data_pipelines.tfds import base as tfds_base
 from data_pipelines.tfds import features as tfds_features
 from data_pipelines.tfds import prepare
-from mesm_jax.configs import BASELINES
+from mesm_jax.configs import is_baseline
 
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
@@ -102,10 +102,10 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
 
   Returns:
     The prepared builder (``data_pipelines.tfds.prepare.prepare``); for a
-    baseline (``is_feature_config``) the ``features_e2e`` data
+    baseline (``configs.is_baseline``) the ``features_e2e`` data
     (``build_feature_tfds``; face_detector and num_workers unused).
   """
-  if is_feature_config(config):
+  if is_baseline(config):
     return build_feature_tfds(config, raw_dir=raw_dir, data_dir=data_dir,
                               synthetic_clips=synthetic_clips,
                               progress=progress)
@@ -263,7 +263,7 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
   host_split = tfds.split_for_jax_process(split, process_index=pi,
                                           process_count=pc)
   ds = _read(builder, host_split, config, train, seed + epoch)
-  if is_feature_config(config):  # one static shape: one "bucket"
+  if is_baseline(config):  # one static shape: one "bucket"
     shapes = [(0, 0)]
     ds = _feature_batches(ds, config, batch_size, train, seed + epoch)
     finish = pad_batch
@@ -347,11 +347,6 @@ def _empty_batch(spec: dict[str, tf.TensorSpec], shape: tuple[int, int]
 
 # --------------------------------------------------------------------------
 # The baselines' feature sequences (data_pipelines/tfds/features.py).
-
-
-def is_feature_config(config: ConfigDict) -> bool:
-  """True when ``config`` trains a baseline on feature sequences."""
-  return config.model in BASELINES
 
 
 def build_feature_tfds(config: ConfigDict, *,

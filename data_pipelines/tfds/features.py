@@ -199,22 +199,26 @@ def raw_config_name(c: FeaturesConfig) -> str:
           f'{_folder_digest(c.openface_dir)}')
 
 
+def text_dim(source: str, glove_path: str = '') -> int:
+  """Width of the stored word vectors: 384 for source 'raw' without
+  ``glove_path`` (the MiniLM substitute), else 300 (GloVe, and the synthetic
+  and pickle sources)."""
+  return MINILM_TEXT_DIM if source == 'raw' and not glove_path else TEXT_DIM
+
+
 def features_config(source: str = 'synthetic', features_pickle: str = '',
                     seed: int = 0, dataset: str = '', *,
                     glove_path: str = '', openface_dir: str = '',
                     manifest: str = '') -> FeaturesConfig:
   """The config of a source (its name: ``config_name``).
 
-  The stored text width is 384 for source 'raw' without ``glove_path`` (the
-  MiniLM substitute), else 300.
+  The stored text width is ``text_dim(source, glove_path)``.
   """
-  text_dim = (MINILM_TEXT_DIM if source == 'raw' and not glove_path
-              else TEXT_DIM)
   c = FeaturesConfig(name='custom', source=source,
                      features_pickle=features_pickle, seed=seed,
                      dataset=dataset, glove_path=glove_path,
                      openface_dir=openface_dir, manifest=manifest,
-                     text_dim=text_dim)
+                     text_dim=text_dim(source, glove_path))
   c.name = config_name(c)
   c.description = f'Feature sequences from the {source} source.'
   return c

@@ -39,8 +39,13 @@ from mesm_jax.configs.default import (BASELINES, CHOICES, HELP, MODELS,
 NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'manifest', 'smoke')
 
 __all__ = ['BASELINES', 'CHOICES', 'HELP', 'MODELS', 'NAMES',
-           'PAPER_BATCH_SIZE', 'check',
-           'get_config']
+           'PAPER_BATCH_SIZE', 'check', 'get_config', 'is_baseline']
+
+
+def is_baseline(config) -> bool:
+  """True when ``config`` trains a baseline (``BASELINES``) on feature
+  sequences instead of FE2E / MESM on faces, spectrograms and tokens."""
+  return config.model in BASELINES
 
 
 def get_config(name: str = 'default', model: Optional[str] = None

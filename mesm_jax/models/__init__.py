@@ -16,8 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mesm_jax import configs
 from mesm_jax.models.attention import CrossModalAttention
-from mesm_jax.models.baselines import BASELINES, build_baseline
+from mesm_jax.models.baselines import BASELINES, FEATURE_DIMS, build_baseline
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
 from mesm_jax.models.conv import check_chunk
@@ -72,7 +73,7 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
     An unbound ``MultimodalModel``.
   """
   _check_config(config)
-  if config.model in BASELINES:
+  if configs.is_baseline(config):
     return build_baseline_model(config)
   if 't' in config.modalities and text_encoder is None:
     text_encoder = build_text_encoder(config)
@@ -89,32 +90,25 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       conv_chunk=int(config.conv_chunk))
 
 
-def is_baseline(config) -> bool:
-  """True for the feature-sequence baselines (no CNN, no text encoder)."""
-  return config.model in BASELINES
-
-
-# Width of the word vectors of the features_e2e data: GloVe (and the
-# synthetic and pickle sources) 300; the MiniLM input-embedding substitute
-# of the raw source (data_pipelines/tfds/features.py) 384.
-GLOVE_TEXT_DIM = 300
-MINILM_TEXT_DIM = 384
-
-
 def baseline_text_dim(config) -> int:
   """The text feature width the config's data stores, so the model's.
 
-  Derived from the data choice (the rule of
-  ``data_pipelines.tfds.prepare.feature_source``): 384 when the features
-  are computed from the raw clips (``openface_dir`` set, no
-  ``features_pickle``) without a GloVe file (``glove_path`` ''), else 300.
+  The data side's rules (``data_pipelines.tfds.prepare.feature_source``,
+  ``data_pipelines.tfds.features.text_dim``): 384 when the features are
+  computed from the raw clips (``openface_dir`` set, no ``features_pickle``)
+  without a GloVe file (``glove_path`` ''), else 300.
   ``input_pipeline.build_feature_tfds`` checks the built data against it.
+
+  Raises:
+    ValueError: the config names no feature source (``feature_source``).
   """
-  raw = bool(config.get('openface_dir', '')) and not config.get(
-      'features_pickle', '')
-  if raw and not config.get('glove_path', ''):
-    return MINILM_TEXT_DIM
-  return GLOVE_TEXT_DIM
+  # pylint: disable=g-import-not-at-top  (TensorFlow: for baselines only)
+  from data_pipelines.tfds import features as features_tfds
+  from data_pipelines.tfds import prepare
+  source = prepare.feature_source(
+      config.dataset, features_pickle=config.get('features_pickle', ''),
+      openface_dir=config.get('openface_dir', ''))
+  return features_tfds.text_dim(source, config.get('glove_path', ''))
 
 
 def build_baseline_model(config) -> nn.Module:
@@ -128,7 +122,8 @@ def build_baseline_model(config) -> nn.Module:
   The feature widths are ``(baseline_text_dim(config), 144, 35)``.  No
   BatchNorm: the step's axis is not needed.
   """
-  kw = {'feature_dims': (baseline_text_dim(config), 144, 35)}
+  kw = {'feature_dims': (baseline_text_dim(config),
+                         *FEATURE_DIMS[1:])}
   layers = int(config.get('baseline_layers', 0))
   if config.model == 'lf_trans':
     kw.update(trans_nlayers=int(config.trans_nlayers),
@@ -164,7 +159,7 @@ def param_labels(params):
 __all__ = [
     'CrossModalAttention', 'FrameCNN', 'INITS', 'MaskedBatchNorm',
     'BASELINES', 'MultimodalModel', 'ScratchTextEncoder', 'build_model',
-    'baseline_text_dim', 'build_baseline_model', 'is_baseline',
+    'baseline_text_dim', 'build_baseline_model',
     'build_text_encoder', 'gathered_stage', 'masked_stage', 'param_labels',
     'pytorch_init',
 ]

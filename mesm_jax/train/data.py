@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mesm_jax import configs
 from mesm_jax import input_pipeline
 
 EMOTIONS = {
@@ -41,7 +42,7 @@ class Data:
     self.process_count = (jax.process_count() if process_count is None
                           else process_count)
     # The baselines read feature sequences (features_e2e), FE2E / MESM clips.
-    self.features = input_pipeline.is_feature_config(config)
+    self.features = configs.is_baseline(config)
     self.builder = build(config)
 
   def emotions(self) -> Tuple[str, ...]:

@@ -93,7 +93,7 @@ def init_state(config, model,
 
   ``config.init``: 'flax' keeps the values of ``model.init``; 'pytorch'
   draws them again by PyTorch's default rules (``models.pytorch_init``), all
-  but the text encoder's.  The baselines (``models.is_baseline``) keep their
+  but the text encoder's.  The baselines (``configs.is_baseline``) keep their
   modules' own initialisation whatever ``init`` says (e.g. EmoEmbs' learned
   emotion embeddings N(0, 1/300) and its fusion weights 1/M) and load no
   text encoder.
@@ -107,7 +107,7 @@ def init_state(config, model,
   init = jax.jit(functools.partial(model.init, train=False))
   variables = init({'params': init_rng, 'dropout': dropout_rng}, sample)
   params = dict(variables['params'])
-  baseline = models.is_baseline(config)
+  baseline = configs.is_baseline(config)
   if config.init == 'pytorch' and not baseline:
     # A fourth key of the seed: the three above (and so init='flax') stay.
     params = models.pytorch_init(params, jax.random.fold_in(rng, 3))
