@@ -356,7 +356,13 @@ def glove_vectors(words: str | Sequence[str], glove_path: str | Path,
   split into words with ``words_of``.
   """
   words = words_of(words)
-  table = load_glove(glove_path, words, dim)
+  return glove_lookup(words, load_glove(glove_path, words, dim), dim)
+
+
+def glove_lookup(words: Sequence[str], table: Mapping[str, np.ndarray],
+                 dim: int = GLOVE_DIM) -> np.ndarray:
+  """[L, dim] float32 vectors of ``words`` from a ``load_glove`` table by
+  ``glove_vectors``' rule: as written, else lowercased, else zeros."""
   out = np.zeros((len(words), dim), np.float32)
   for i, w in enumerate(words):
     vec = table.get(w, table.get(w.lower()))

@@ -505,12 +505,7 @@ class WordVectors:
                                  'words')
     if self.table is None:
       return features.minilm_input_embeddings(words)
-    out = np.zeros((len(words), TEXT_DIM), np.float32)
-    for i, w in enumerate(words):
-      vec = self.table.get(w, self.table.get(w.lower()))
-      if vec is not None:
-        out[i] = vec
-    return out
+    return features.glove_lookup(words, self.table, TEXT_DIM)
 
 
 def openface_video_id(clip: readers.Clip) -> str:
