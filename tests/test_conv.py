@@ -130,6 +130,19 @@ def test_resolve_chunk():
     conv_lib.resolve_chunk(-2)
 
 
+def test_conv_chunk_follows_the_platform_compiled_for():
+  # -1 is the platform's choice, made when the model is built: a program
+  # compiled on this CPU for a TPU gets the TPU's (one piece).
+  assert conv_lib.resolve_chunk(-1, 'cpu') == conv_lib.CPU_CHUNK == 16
+  assert conv_lib.resolve_chunk(-1, 'tpu') == conv_lib.resolve_chunk(
+      -1, 'gpu') == 0
+  config = mesm_jax.get_config('smoke')
+  assert mesm_jax.build_model(config, platform='tpu').conv_chunk == 0
+  assert mesm_jax.build_model(config, platform='cpu').conv_chunk == 16
+  config.conv_chunk = 5
+  assert mesm_jax.build_model(config, platform='tpu').conv_chunk == 5
+
+
 def test_build_model_refuses_a_bad_conv_chunk():
   config = mesm_jax.get_config('smoke')
   config.conv_chunk = -3

@@ -21,7 +21,7 @@ from mesm_jax.models.attention import CrossModalAttention
 from mesm_jax.models.baselines import BASELINES, FEATURE_DIMS, build_baseline
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
-from mesm_jax.models.conv import check_chunk
+from mesm_jax.models.conv import check_chunk, resolve_chunk
 from mesm_jax.models.init import INITS, pytorch_init
 from mesm_jax.models.multimodal import MultimodalModel
 from mesm_jax.models.sparse import gathered_stage, masked_stage
@@ -60,7 +60,8 @@ def _check_config(config) -> None:
 
 
 def build_model(config, text_encoder: Optional[nn.Module] = None,
-                axis_name: Optional[str] = None) -> MultimodalModel:
+                axis_name: Optional[str] = None,
+                platform: Optional[str] = None) -> MultimodalModel:
   """FE2E or MESM from a flat config (``mesm_jax.get_config(...)``).
 
   Args:
@@ -68,6 +69,9 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
     text_encoder: a text encoder module; default ``build_text_encoder``.
     axis_name: named axis over which BatchNorm statistics are shared (the
       trainer's pmap/shard_map axis, e.g. ``'batch'``).
+    platform: the platform the model is compiled for ('cpu', 'gpu', 'tpu');
+      it resolves ``conv_chunk=-1`` (``conv.resolve_chunk``).  None: the
+      default backend's, asked now.
 
   Returns:
     An unbound ``MultimodalModel``.
@@ -87,7 +91,7 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       trans_nheads=config.trans_nheads, trans_ff_dim=config.trans_ff_dim,
       dropout=config.dropout, axis_name=axis_name,
       dtype=jnp.dtype(config.dtype), remat=bool(config.remat),
-      conv_chunk=int(config.conv_chunk))
+      conv_chunk=resolve_chunk(int(config.conv_chunk), platform))
 
 
 def baseline_text_dim(config) -> int:

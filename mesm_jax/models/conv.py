@@ -15,11 +15,15 @@ numbers, up to the summation order of the kernel gradient.  Shapes stay
 static: the chunks are fixed by N at trace time.
 
 ``resolve_chunk(-1)`` is the default of the model configs: 16 on CPU, 0 (one
-piece) on GPU and TPU, whose convolution libraries need no help.
+piece) on GPU and TPU, whose convolution libraries need no help.  The platform
+is the one the program is compiled for: ``build_model(config, platform=...)``
+resolves it once (the training loop passes its devices' platform, so a
+program compiled on a CPU host for a TPU gets the TPU's choice); only a
+module built without it asks ``jax.default_backend()`` at trace time.
 """
 
 import functools
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -37,10 +41,12 @@ def check_chunk(chunk: int) -> int:
   return chunk
 
 
-def resolve_chunk(chunk: int) -> int:
-  """``chunk`` itself, or for ``-1`` the backend's default (16 on CPU)."""
+def resolve_chunk(chunk: int, platform: Optional[str] = None) -> int:
+  """``chunk`` itself, or for ``-1`` the default of ``platform`` ('cpu',
+  'gpu', 'tpu'; None: ``jax.default_backend()``): 16 on CPU, else 0."""
   if check_chunk(chunk) == -1:
-    return CPU_CHUNK if jax.default_backend() == 'cpu' else 0
+    platform = platform or jax.default_backend()
+    return CPU_CHUNK if platform == 'cpu' else 0
   return chunk
 
 
