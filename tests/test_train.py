@@ -13,7 +13,7 @@ import pytest
 
 import mesm_jax
 from mesm_jax.train import checkpoint as ckpt_lib
-from mesm_jax.train import flags, loop, main, optim
+from mesm_jax.train import flags, loop, main, optim, parallel
 
 # ---------------------------------------------------------------- loss, optim
 
@@ -150,20 +150,42 @@ def test_best_checkpoint_rule_is_valid_f1_then_valid_loss():
 # ---------------------------------------------------------------- loop state
 
 
-def test_eval_batch_is_fitted_to_the_devices_in_the_loop_not_the_config(
-    monkeypatch):
+class FakeDevice:
+  def __init__(self, id_, process_index=0, platform='cpu'):
+    self.id, self.process_index, self.platform = id_, process_index, platform
+
+  def __repr__(self):
+    return f'd{self.id}@{self.process_index}'
+
+
+def test_eval_batch_is_fitted_to_the_devices_in_the_loop_not_the_config():
   config = ml_collections.FrozenConfigDict(
       {'batch_size': 6, 'eval_batch_size': 4, 'parallel': 'pmap'})
-  monkeypatch.setattr(loop.parallel, 'choose_devices',
-                      lambda per_host, how: ['d0', 'd1', 'd2'])
+  notes = []
 
   class Log:
     def write(self, line):
-      raise AssertionError(f'unexpected note: {line}')
+      notes.append(line)
 
-  devices, eval_batch_size = loop.fit_batch_sizes(config, Log())
-  assert devices == ['d0', 'd1', 'd2'] and eval_batch_size == 6
+  devices = [FakeDevice(i) for i in range(4)]
+  used, eval_batch_size = loop.fit_batch_sizes(config, Log(), devices)
+  # 3 of 4 devices divide the batch of 6; 4 eval clips round up to 6.
+  assert used == devices[:3] and eval_batch_size == 6
   assert config.eval_batch_size == 4
+  assert notes == ['note: global batch 6 uses 3 of 4 local devices per host']
+
+
+def test_devices_of_every_host_listed_host_by_host():
+  # 2 hosts x 4 devices, listed out of order: a batch of 4 is 2 per host.
+  devices = [FakeDevice(i, process_index=i % 2) for i in range(8)]
+  used, eval_batch, note = parallel.fit_batches(devices, 4, 5)
+  assert [(d.id, d.process_index) for d in used] == [(0, 0), (2, 0), (1, 1),
+                                                     (3, 1)]
+  assert eval_batch == 8 and 'uses 2 of 4' in note
+  used, eval_batch, note = parallel.fit_batches(devices, 8, 8)
+  assert len(used) == 8 and eval_batch == 8 and note == ''
+  with pytest.raises(ValueError, match='divisible by the 2 processes'):
+    parallel.fit_batches(devices, 3, 4)
 
 
 def test_run_state_round_trips_through_the_checkpoint_json():
@@ -280,3 +302,28 @@ def _check_self_contained_workdir(config, workdir, metrics):
   for k in ('valid/f1/avg', 'test/f1/avg', 'test/mosei_wacc/avg',
             'test/f1/anger'):
     assert evaluated['metrics'][k] == pytest.approx(metrics[k], abs=1e-6), k
+
+
+@pytest.mark.parametrize('chips,env,calls', [
+    (4, {}, [{}]),                        # a Cloud TPU VM: jax reads the rest
+    (0, {}, []),                          # a plain machine: one process
+    (0, {'SLURM_NTASKS': '2'}, [{}]),
+    (0, {'JAX_COORDINATOR_ADDRESS': 'h:1234', 'JAX_NUM_PROCESSES': '2',
+         'JAX_PROCESS_ID': '1'}, [{'num_processes': 2, 'process_id': 1}]),
+])
+def test_setup_distributed_on_tpu_vms_and_clusters(monkeypatch, chips, env,
+                                                   calls):
+  for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES',
+               'JAX_PROCESS_ID', 'TPU_WORKER_HOSTNAMES', 'SLURM_NTASKS',
+               'OMPI_COMM_WORLD_SIZE'):
+    monkeypatch.delenv(name, raising=False)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  seen = []
+  monkeypatch.setattr(loop, 'cloud_tpu_chips', lambda: chips)
+  monkeypatch.setattr(loop.jax.distributed, 'is_initialized', lambda: False)
+  monkeypatch.setattr(loop.jax.distributed, 'initialize',
+                      lambda **kw: seen.append(kw))
+  monkeypatch.setattr(loop.jax.config, 'update', lambda *a: None)
+  loop.setup_distributed()
+  assert seen == calls

@@ -50,17 +50,20 @@ def setup_distributed() -> None:
 
   Detected from the environment: an explicit coordinator
   (``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
-  ``JAX_PROCESS_ID``; jax itself reads only the address), a Cloud TPU pod
-  slice (several worker hostnames), SLURM or Open MPI with more than one task
-  (jax detects the rest).  Processes on CPU exchange their collectives with
-  gloo.  Call it before anything touches a JAX device.
+  ``JAX_PROCESS_ID``; jax itself reads only the address), a Cloud TPU VM
+  (TPU chips attached, or several worker hostnames; jax reads the slice's
+  hosts from the VM's metadata, and a single-host VM is a slice of one),
+  SLURM or Open MPI with more than one task (jax detects the rest).
+  Processes on CPU exchange their collectives with gloo.  Call it before
+  anything touches a JAX device.
   """
   env = os.environ
   several = (
       'JAX_COORDINATOR_ADDRESS' in env
       or ',' in env.get('TPU_WORKER_HOSTNAMES', '')
       or int(env.get('SLURM_NTASKS', '1')) > 1
-      or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1)
+      or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1
+      or cloud_tpu_chips() > 0)
   if not several or jax.distributed.is_initialized():
     return
   kwargs = {}
@@ -82,9 +85,22 @@ def setup_distributed() -> None:
   jax.distributed.initialize(**kwargs)
 
 
-def build_model(config):
-  """The Linen model, its BatchNorm statistics shared over the step's axis."""
-  return models.build_model(config, axis_name=step_lib.AXIS)
+def cloud_tpu_chips() -> int:
+  """TPU chips attached to this machine (a Cloud TPU VM), read from its PCI
+  devices by jax's own Cloud TPU detection; 0 elsewhere."""
+  try:
+    # pylint: disable=g-import-not-at-top
+    from jax._src import hardware_utils
+    return int(hardware_utils.num_available_tpu_chips_and_device_id()[0])
+  except (ImportError, AttributeError, OSError, TypeError, IndexError):
+    return 0  # another jax layout: the environment variables above decide
+
+
+def build_model(config, platform: Optional[str] = None):
+  """The Linen model, its BatchNorm statistics shared over the step's axis,
+  for ``platform`` (the run's devices'; None: the default backend's)."""
+  return models.build_model(config, axis_name=step_lib.AXIS,
+                            platform=platform)
 
 
 def init_state(config, model,
@@ -113,35 +129,24 @@ def init_state(config, model,
     params = models.pytorch_init(params, jax.random.fold_in(rng, 3))
   if config.text_model != 'scratch' and not baseline:
     params['text_encoder'] = text.load_pretrained_params(config)
-  params = jax.device_get(params)
-  state = step_lib.TrainState.create(
-      apply_fn=model.apply, params=params,
-      tx=optim.make_optimizer(config, params),
-      batch_stats=variables.get('batch_stats', {}), rng=train_rng)
-  state = state.replace(step=np.zeros((), np.int32))
+  state = step_lib.create_state(config, model, jax.device_get(params),
+                                variables.get('batch_stats', {}), train_rng)
   return jax.device_get(state)  # host numpy: safe to donate device copies
 
 
-def fit_batch_sizes(config, logger) -> Tuple[list, int]:
+def fit_batch_sizes(config, logger, devices=None) -> Tuple[list, int]:
   """Devices for the global batch, and the evaluation batch for them.
 
-  Returns:
-    The devices the step runs on (the same number on every host, listed
-    host by host), and ``config.eval_batch_size`` rounded up to a multiple
-    of the devices over all hosts (every device gets the same number of
-    clips).  The config is left as it is.
+  ``parallel.fit_batches`` over ``devices`` (default: every device of the
+  run, all hosts'); a note is logged when some devices stay idle.  The
+  config is left as it is.
   """
-  hosts = jax.process_count()
-  if config.batch_size % hosts:
-    raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
-                     f'{hosts} processes')
-  devices = parallel.choose_devices(config.batch_size // hosts, config.parallel)
-  per_host = len(devices) // hosts
-  if per_host < jax.local_device_count():
-    logger.write(f'note: global batch {config.batch_size} uses {per_host} of '
-                 f'{jax.local_device_count()} local devices per host')
-  multiple = per_host * hosts
-  return devices, -(-config.eval_batch_size // multiple) * multiple
+  devices, eval_batch_size, note = parallel.fit_batches(
+      jax.devices() if devices is None else devices, config.batch_size,
+      config.eval_batch_size)
+  if note:
+    logger.write(f'note: {note}')
+  return devices, eval_batch_size
 
 
 def compute_pos_weight(data: data_lib.Data) -> np.ndarray:
@@ -198,7 +203,7 @@ class Context:
     self.logger = log_lib.RunLogger(workdir)
     self.devices, self.eval_batch_size = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
-    self.model = build_model(config)
+    self.model = build_model(config, self.devices[0].platform)
     self.metric_set = self.data.metric_set()  # 'mosei' | 'iemocap' metrics
     self.headline = metrics_lib.headline_metrics(self.metric_set)
     self.ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)

@@ -19,7 +19,7 @@ are gathered from all hosts (``_gather_hosts``).
 Axis letters: D local devices, B clips.
 """
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 import flax.jax_utils
 import jax
@@ -79,15 +79,31 @@ class PmapRunner:
     d = self.num_local
 
     def split(x):
-      if x.shape[0] % d:
-        raise ValueError(f'batch of {x.shape[0]} clips does not split over '
-                         f'{d} devices')
-      return x.reshape((d, x.shape[0] // d) + x.shape[1:])
+      return x.reshape((d, _per_device(x.shape[0], d)) + x.shape[1:])
     return jax.tree.map(split, step_lib.model_inputs(batch))
 
   def train_step(self, state, batch, pos_weight):
     state, metrics = self._train(state, self.put_batch(batch), pos_weight)
     return state, jax.tree.map(_first, metrics)
+
+  def lower(self, step: str, state, batch, pos_weight):
+    """The train or eval step lowered for abstract inputs (ahead of time).
+
+    Args:
+      step: 'train' or 'eval'.
+      state: the host-side state with ``jax.ShapeDtypeStruct`` leaves.
+      batch: the global batch [B, ...] as ``ShapeDtypeStruct``s.
+      pos_weight: ``ShapeDtypeStruct`` [E].
+    Every device of the runner (all hosts') gets B / D clips, as in a run.
+    """
+    d = len(self.devices)
+    stack = lambda x: jax.ShapeDtypeStruct((d,) + x.shape, x.dtype)
+    split = lambda x: jax.ShapeDtypeStruct(
+        (d, _per_device(x.shape[0], d)) + x.shape[1:], x.dtype)
+    fn = self._train if step == 'train' else self._eval
+    return fn.lower(jax.tree.map(stack, state),
+                    jax.tree.map(split, step_lib.model_inputs(batch)),
+                    pos_weight)
 
   def eval_step(self, state, batch, pos_weight) -> Dict[str, np.ndarray]:
     """Every host's clips, host by host (the devices' order), and the loss."""
@@ -141,6 +157,18 @@ class ShardMapRunner:
   def train_step(self, state, batch, pos_weight):
     return self._train(state, self.put_batch(batch), pos_weight)
 
+  def lower(self, step: str, state, batch, pos_weight):
+    """As ``PmapRunner.lower``: the state replicated, the batch sharded."""
+    _per_device(jax.tree.leaves(batch)[0].shape[0], len(self.devices))
+    put = lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                   sharding=sharding)
+    fn = self._train if step == 'train' else self._eval
+    return fn.lower(
+        jax.tree.map(lambda x: put(x, self.replicated), state),
+        jax.tree.map(lambda x: put(x, self.sharded),
+                     step_lib.model_inputs(batch)),
+        put(pos_weight, self.replicated))
+
   def eval_step(self, state, batch, pos_weight) -> Dict[str, np.ndarray]:
     out = self._eval(state, self.put_batch(batch), pos_weight)
     per_clip = _gather_hosts({k: out[k] for k in
@@ -148,6 +176,13 @@ class ShardMapRunner:
     per_clip['loss_sum'] = _host(out['loss_sum'])
     per_clip['loss_count'] = _host(out['loss_count'])
     return per_clip
+
+
+def _per_device(clips: int, devices: int) -> int:
+  if clips % devices:
+    raise ValueError(f'batch of {clips} clips does not split over {devices} '
+                     'devices')
+  return clips // devices
 
 
 def _gather_hosts(tree):
@@ -161,23 +196,51 @@ def _gather_hosts(tree):
 RUNNERS = {'pmap': PmapRunner, 'shard_map': ShardMapRunner}
 
 
-def choose_devices(per_host_batch: int, parallel: str,
-                   max_devices: int = 0) -> list:
-  """Devices to use: the most local ones that divide the per-host batch.
+def pick_devices(devices: Sequence[jax.Device], per_host_batch: int,
+                 max_devices: int = 0) -> list:
+  """Of ``devices``, the ones a batch of ``per_host_batch`` clips per host
+  runs on: on every host (``process_index``) its first n devices, n the
+  most that divide the per-host batch (capped by ``max_devices`` > 0),
+  listed host by host (the same list on every host, as both ``jax.pmap``
+  and a global mesh need).
 
-  The paper's MESM batch of 2 on an 8-core TPU host uses 2 cores (a warning
-  is logged by the caller); ``max_devices`` > 0 caps the count.  With
-  several processes: that many devices of every host, host by host (the
-  same list on every host, as both ``jax.pmap`` and a global mesh need).
+  The paper's MESM batch of 2 on an 8-chip TPU host uses 2 chips (the
+  caller logs a note).  ``devices`` may be abstract (a TPU slice compiled
+  for on another machine, ``mesm_jax.train.aot``).
   """
-  local = jax.local_devices()
-  n = min(len(local), max_devices or len(local), per_host_batch)
+  hosts = sorted({d.process_index for d in devices})
+  by_host = {p: [d for d in devices if d.process_index == p] for p in hosts}
+  local = min(len(ds) for ds in by_host.values())
+  n = min(local, max_devices or local, per_host_batch)
   while per_host_batch % n:
     n -= 1
-  if jax.process_count() == 1:
-    return local[:n]
-  return [d for p in range(jax.process_count())
-          for d in [x for x in jax.devices() if x.process_index == p][:n]]
+  return [d for p in hosts for d in by_host[p][:n]]
+
+
+def fit_batches(devices: Sequence[jax.Device], batch_size: int,
+                eval_batch_size: int) -> Tuple[list, int, str]:
+  """Devices for a global batch, and the evaluation batch fitted to them.
+
+  Args:
+    devices: every device of the run, all hosts' (or an abstract slice's).
+    batch_size: the global training batch (clips over all hosts).
+    eval_batch_size: the configured global evaluation batch.
+
+  Returns:
+    The devices the step runs on (``pick_devices`` of the per-host batch),
+    ``eval_batch_size`` rounded up to a multiple of their number (every
+    device gets the same number of clips), and a note when some devices
+    stay idle ('' otherwise).
+  """
+  hosts = len({d.process_index for d in devices})
+  if batch_size % hosts:
+    raise ValueError(f'batch_size {batch_size} must be divisible by the '
+                     f'{hosts} processes')
+  used = pick_devices(devices, batch_size // hosts)
+  per_host, local = len(used) // hosts, len(devices) // hosts
+  note = (f'global batch {batch_size} uses {per_host} of {local} local '
+          'devices per host' if per_host < local else '')
+  return used, -(-eval_batch_size // len(used)) * len(used), note
 
 
 def make_runner(parallel: str, devices: Sequence[jax.Device]):

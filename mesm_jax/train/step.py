@@ -18,6 +18,7 @@ from typing import Any, Dict, Tuple
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 from jax import lax
@@ -45,6 +46,15 @@ class TrainState(train_state.TrainState):
 
   def from_dict(self, d: Dict[str, Any]) -> 'TrainState':
     return self.replace(**d)
+
+
+def create_state(config, model, params, batch_stats, rng) -> TrainState:
+  """Step 0 of ``model`` at ``params``: Adam as ``config`` says
+  (``optim.make_optimizer``), the BatchNorm statistics, the dropout key."""
+  state = TrainState.create(apply_fn=model.apply, params=params,
+                            tx=optim.make_optimizer(config, params),
+                            batch_stats=batch_stats, rng=rng)
+  return state.replace(step=np.zeros((), np.int32))
 
 
 def _variables(state: TrainState, params: Any) -> Dict[str, Any]:
