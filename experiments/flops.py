@@ -35,13 +35,26 @@ import mesm_jax
 G = 1e9
 
 
+def forward_flops(model, variables, batch) -> float:
+  """XLA FLOPs of the whole forward pass (inference mode) of one batch."""
+  return compute.xla_flops(
+      lambda v, b: model.apply(v, b, train=False)['logits'], variables, batch)
+
+
+def clip_forward_flops(config, frames: int, chunks: int,
+                       text: str = 'config') -> float:
+  """``forward_flops`` of one clip of ``frames`` frames and ``chunks``
+  chunks (``text='albert_base'``: an ALBERT-base-sized text encoder)."""
+  batch = compute.make_batch(config, 1, frames, chunks)
+  model, variables = compute.build(config, text, sample=batch)
+  return forward_flops(model, variables, batch)
+
+
 def part_flops(config, model, variables, batch) -> Dict[str, float]:
   """XLA FLOPs of the whole forward pass and of each part (one batch)."""
   params = variables['params']
   stats = variables.get('batch_stats', {})
-  total = compute.xla_flops(
-      lambda v, b: model.apply(v, b, train=False)['logits'], variables, batch)
-  out = {'total': total}
+  out = {'total': forward_flops(model, variables, batch)}
   q = None
   if 't' in config.modalities:
     enc = model.text_encoder
@@ -59,7 +72,7 @@ def part_flops(config, model, variables, batch) -> Dict[str, float]:
     out[name] = compute.xla_flops(
         lambda v, x, w, q: cnn.apply(v, x, w, q, False)[0],
         {'params': params[name], 'batch_stats': stats.get(name, {})}, x, w, qn)
-  out['rest'] = total - out.get('text', 0.0) - out.get(
+  out['rest'] = out['total'] - out.get('text', 0.0) - out.get(
       'visual_cnn', 0.0) - out.get('audio_cnn', 0.0)
   return out
 

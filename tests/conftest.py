@@ -9,8 +9,13 @@ import time
 import types
 from pathlib import Path
 
-import jax
-import pytest
+# The suite runs on the CPU.  With libtpu installed (the dev extra: TPU
+# compilation in test_tpu.py) jax would otherwise probe for a TPU first.
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = Path(__file__).resolve().parents[1]
 
