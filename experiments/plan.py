@@ -217,7 +217,8 @@ SAME_SHAPE = ('albert-base-v2', 'albert/albert-base-v2')
 
 
 def plan_one(config, slice_name: str, *, batch_search: bool = True,
-             flops_check: bool = True, log=print) -> Dict[str, object]:
+             flops_check: bool = True, search_compiles: int = 3,
+             log=print) -> Dict[str, object]:
   """Compile ``config``'s steps for ``slice_name`` and read what XLA says."""
   # pylint: disable=g-import-not-at-top
   from mesm_jax.train import aot
@@ -270,7 +271,7 @@ def plan_one(config, slice_name: str, *, batch_search: bool = True,
   log(f'  {slice_name} {config.dtype}: compiled in {row["compile_s"]:.0f} s')
   if batch_search:
     row['largest_batch'] = search_batch(config, devices, encoder, row, chip,
-                                        log)
+                                        search_compiles, log)
   if flops_check:
     from experiments import flops  # pylint: disable=g-import-not-at-top
     row['flops_py_forward_per_clip'] = flops.clip_forward_flops(
@@ -279,7 +280,8 @@ def plan_one(config, slice_name: str, *, batch_search: bool = True,
   return row
 
 
-def search_batch(config, devices, encoder, row, chip: Chip, log):
+def search_batch(config, devices, encoder, row, chip: Chip,
+                 max_compiles: int, log):
   """``largest_batch`` of the train step over every chip of the slice."""
   from mesm_jax.train import aot  # pylint: disable=g-import-not-at-top
 
@@ -303,7 +305,8 @@ def search_batch(config, devices, encoder, row, chip: Chip, log):
     return {'batch': 0, 'bytes': None, 'exact': row['per_chip_batch'] == 1,
             'compiles': 0}
   return largest_batch(fits, row['per_chip_batch'],
-                       row['train']['memory']['total'], chip.hbm_bytes)
+                       row['train']['memory']['total'], chip.hbm_bytes,
+                       max_compiles=max_compiles)
 
 
 # ------------------------------------------------------------------ report
@@ -357,7 +360,7 @@ def format_row(r: Dict[str, object]) -> str:
       lines.append(
           f'  largest train batch per chip that fits: {big["batch"]} '
           f'({_gib(big["bytes"])} GiB; '
-          f'{"one more does not fit" if big["exact"] else "from the memory line"}'
+          f'{"one more does not fit" if big["exact"] else "confirmed by a compile; one more is over the memory line"}'
           f', {big["compiles"]} more compiles)')
     else:
       lines.append('  largest train batch per chip that fits: none (the '
@@ -383,6 +386,11 @@ def script_flags() -> argparse.ArgumentParser:
                       const=True, default=True,
                       help='find the largest per-chip train batch that fits '
                            '(a few more compiles per slice)')
+  parser.add_argument('--search_compiles', type=int, default=3,
+                      help='most compiles of the batch search: 2 (the line '
+                           'and its prediction), 3 (+ one more clip, to show '
+                           'it does not fit), more to bisect a line that '
+                           'misses')
   parser.add_argument('--flops', type=flags.str2bool, nargs='?', const=True,
                       default=True,
                       help="count the clip's forward FLOPs with "
@@ -410,12 +418,13 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
       cfg.dtype = d
       print(f'compiling {cfg.model} for {s} ({d}) ...', flush=True)
       row = plan_one(cfg, s, batch_search=args.batch_search,
-                     flops_check=args.flops)
+                     flops_check=args.flops,
+                     search_compiles=args.search_compiles)
       print(format_row(row) + '\n', flush=True)
       rows.append(row)
-  if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(rows, f, indent=1)
+      if args.json:  # after every slice: a long plan keeps what it has
+        with open(args.json, 'w') as f:
+          json.dump(rows, f, indent=1)
   return rows
 
 
