@@ -50,8 +50,9 @@ How the originals are made small (their forward code runs unchanged):
     transformers 3.x of the authors returned).
   * ``WrappedTransformerEncoder`` builds ``nn.TransformerEncoderLayer`` with
     PyTorch's defaults (feed-forward 2048, dropout 0.1); while it is built,
-    its module's ``nn`` gives the layer a feed-forward width of 16 and
-    dropout 0 (training mode is then deterministic).
+    its module's ``nn`` gives the layer a feed-forward width of 16 (FE2E and
+    LF-TRANS) and, for FE2E, dropout 0, so that its training-mode step is
+    deterministic (the baselines run in eval mode).
   * MulT's widths are its own (d = 30, memory 2d); only the inputs and the
     number of crossmodal layers (1; memory max(1, 3) = 3) are small.
   * LF_RNN and LF_Transformer keep their sizes in ``np.array``s; their
@@ -61,6 +62,22 @@ How the originals are made small (their forward code runs unchanged):
     no zero biases or unit scales that would hide a mapping error; MulT's
     fixed widths make 0.5 M parameters, which this grid keeps small) and is
     stored as float16, which holds them exactly; computations are float32.
+What is captured:
+  * fe2e.npz: MME2E in training mode (the trainer's ``model.train()``, BCE
+    with ``pos_weight`` = negatives / positives of a training label set as
+    ``main.py`` builds it): fused logits, the three heads' logits (forward
+    hooks), the loss, every gradient and the BatchNorm running statistics
+    after that forward and backward (no optimizer step); then eval mode with
+    those statistics: the logits.
+  * metrics.npz: ``eval_iemocap`` on valid (thresholds chosen there) and on
+    test with those thresholds, ``eval_mosei_emo`` on test at 0.5.
+  * lf_lstm, lf_trans, mult, emoembs.npz: eval-mode logits, and under
+    ``published`` the names and shapes of the original's trainable
+    parameters at its published settings (LF-TRANS: the README command,
+    feed-forward 2048; MulT: 1 layer; EmoEmbs: the README's 300/200/100,
+    2 layers) and this project's feature widths 300/144/35: no values.
+  EmoEmbs' emotion vectors (GloVe in the original) are random here.
+Rerunning the command rewrites identical arrays.
 Known limits: MESM's sparse path (``src/models/sparse_e2e.py``) needs
 SparseConvNet (CUDA) and has the multi-frame defect of MESM.md quirk 2; it is
 not run here.
