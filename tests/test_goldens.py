@@ -24,6 +24,12 @@ Layouts and conventions crossed here (docs/design.md, the batch contract):
   * baselines: their originals do not mask padding; their reference is the
     original run clip by clip at each clip's own lengths (make_goldens.py).
 
+Quirks of the original (MESM.md): 5 (no positional encoding in the
+per-modality Transformers; power, not log, mel chunks in) is reproduced and
+pinned here; 1-3 concern MESM's sparse stages, whose original is not run
+(make_goldens.py); 4 and 6 are on the data side.  Dropout is 0 in FE2E's
+training step (masks cannot be compared); the baselines run in eval mode.
+
 Tolerances are float32 rounding, with the reason at each assertion.
 """
 
