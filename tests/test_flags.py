@@ -43,12 +43,14 @@ def test_every_field_of_every_config_has_a_real_help_text():
 def test_choices_are_the_values_the_code_accepts():
   from data_pipelines import faces  # pylint: disable=g-import-not-at-top
   from data_pipelines.readers import iemocap  # pylint: disable=g-import-not-at-top
-  from mesm_jax import models  # pylint: disable=g-import-not-at-top
-  from mesm_jax.models import attention, sparse  # pylint: disable=g-import-not-at-top
-  assert set(configs.CHOICES['model']) == set(models.MODELS)
-  assert set(configs.CHOICES['dtype']) == set(models.DTYPES)
+  from mesm_jax.models import baselines, sparse  # pylint: disable=g-import-not-at-top
+  from mesm_jax.text import checkpoint  # pylint: disable=g-import-not-at-top
+  # The model code's registries have an implementation for every name.
   assert set(configs.CHOICES['sparse_impl']) == set(sparse.STAGES)
-  assert set(configs.CHOICES['attention_grad']) == set(attention.GRAD_MODES)
+  assert set(configs.CHOICES['dtype']) == set(checkpoint.DTYPES)
+  for name in configs.BASELINES:   # raises ValueError for a name it lacks
+    baselines.build_baseline(name, 6)
+  # The data side (which imports nothing of mesm_jax) names its own.
   assert set(configs.CHOICES['face_detector']) == set(faces.DETECTORS)
   assert set(configs.CHOICES['text_rule']) == set(iemocap.TEXT_RULES)
   for name, values in configs.CHOICES.items():
@@ -58,13 +60,17 @@ def test_choices_are_the_values_the_code_accepts():
 
 
 def test_every_config_field_is_read_by_the_library():
-  """No dead field: each one appears as ``config.<field>`` outside configs/."""
+  """No dead field: each one appears as ``config.<field>`` outside configs/
+  or is a field of the model that ``build_model`` reads by name."""
+  from mesm_jax import models  # pylint: disable=g-import-not-at-top
   sources = [p for p in (ROOT / 'mesm_jax').rglob('*.py')
              if 'configs' not in p.parts]
   text = '\n'.join(p.read_text() for p in sources)
   unread = [f for f in sorted(_all_fields())
-            if not re.search(rf"\bconfig\.(get\(')?{f}\b", text)]
+            if not re.search(rf"\bconfig\.(get\(')?{f}\b", text)
+            and f not in models.CONFIG_FIELDS]
   assert not unread
+  assert {'model', 'top_p', 'trans_dim', 'dtype'} <= set(models.CONFIG_FIELDS)
 
 
 def test_paper_batch_per_model_is_in_the_configs():

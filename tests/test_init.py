@@ -201,8 +201,8 @@ def test_init_state_dispatches_on_config_init():
   bound = 1 / math.sqrt(flax['text_head']['kernel'].shape[0])
   assert 0 < np.abs(torch['text_head']['bias']).max() <= bound
   assert np.abs(torch['text_head']['kernel']).max() <= bound
-  config.init = 'bogus'
-  with pytest.raises(ValueError, match='init'):
-    loop.init_state(config, model, _batch('t'))
+  config.init = 'bogus'   # the one validation, which build_model runs too
   with pytest.raises(ValueError, match='init must be one of'):
     configs.check(config)
+  with pytest.raises(ValueError, match='init must be one of'):
+    loop.build_model(config)

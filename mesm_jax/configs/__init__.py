@@ -20,8 +20,12 @@ keep their own).  So ``get_config('iemocap', 'fe2e')`` from Python and
 Setting ``config.model`` afterwards changes the model only, not the batch.
 
 Every field can be overridden from the command line (``--top_p 0.5``);
-``HELP`` says what each field means and in which unit, ``CHOICES`` the
-values of the fields that take one of a few names.
+``FIELDS`` declares each field once: its default, what it means and in
+which unit (``HELP``), and the names it may take (``CHOICES``).  The names
+of the models and of every other choice (``MODELS``, ``DTYPES``, ...) are
+defined here and imported by the model code and the flags; ``check(config)``
+is the one validation that every entry point calls (the command line, the
+training loop, ``build_model``, the ahead-of-time compiler).
 
 This package imports nothing but ``ml_collections``: the command-line flags
 (and ``--help``) are built from it without loading JAX or TensorFlow.
@@ -33,13 +37,17 @@ from typing import Optional
 import ml_collections
 
 from mesm_jax.configs.checks import check
-from mesm_jax.configs.default import (BASELINES, CHOICES, HELP, MODELS,
-                                      PAPER_BATCH_SIZE)
+from mesm_jax.configs.default import (
+    ATTENTION_GRADS, BASELINES, CHOICES, DATASETS, DTYPES, END_TO_END,
+    FACE_DETECTORS, FIELDS, HELP, INITS, MODALITIES, MODELS, PAPER_BATCH_SIZE,
+    RUNNERS, SPARSE_IMPLS, TEXT_RULES, Field)
 
 NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'manifest', 'smoke')
 
-__all__ = ['BASELINES', 'CHOICES', 'HELP', 'MODELS', 'NAMES',
-           'PAPER_BATCH_SIZE', 'check', 'get_config', 'is_baseline']
+__all__ = ['ATTENTION_GRADS', 'BASELINES', 'CHOICES', 'DATASETS', 'DTYPES',
+           'END_TO_END', 'FACE_DETECTORS', 'FIELDS', 'Field', 'HELP', 'INITS',
+           'MODALITIES', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE', 'RUNNERS',
+           'SPARSE_IMPLS', 'TEXT_RULES', 'check', 'get_config', 'is_baseline']
 
 
 def is_baseline(config) -> bool:

@@ -1,10 +1,11 @@
-"""Range checks of config values, before any work starts.
+"""The one validation of a config, before any work starts.
 
 ``check(config)`` raises one ``ValueError`` that lists every bad value (a
-batch of 0 clips, negative epochs, a dropout of 1, an unknown ``init``,
-...).  The command line runs it right after parsing the flags, the training
-loop before it builds anything; what needs the model code (widths that fit
-together, modalities, ``conv_chunk``) is checked by ``mesm_jax.build_model``.
+batch of 0 clips, negative epochs, a dropout of 1, a name that is not one of
+a field's choices, MESM without text, ...).  Every entry point runs it: the
+command line right after parsing the flags (as a usage error), the training
+loop and ``mesm_jax.build_model`` before they build anything, the
+ahead-of-time compiler.
 """
 
 from typing import List
@@ -43,8 +44,30 @@ def problems(config) -> List[str]:
   if any(not w >= 1 for w in config.cnn_features):
     out.append(f'cnn_features must be positive widths, got '
                f'{tuple(config.cnn_features)}')
-  if 'init' in config and config.init not in CHOICES['init']:
-    out.append(f"init must be one of {CHOICES['init']}, got {config.init!r}")
+  for name, choices in CHOICES.items():
+    if name != 'modalities' and name in config and (
+        config[name] not in choices):
+      out.append(f'{name} must be one of {choices}, got {config[name]!r}')
+  out += _model_problems(config)
+  return out
+
+
+def _model_problems(config) -> List[str]:
+  """What keeps a model from being built: modalities, widths, MESM's text."""
+  out = []
+  mods = config.modalities
+  if not mods or set(mods) - set('tav') or len(set(mods)) != len(mods):
+    out.append(f"modalities must be a non-empty subset of 'tav' without "
+               f'repeats, got {mods!r}')
+  elif config.model == 'mesm' and 't' not in mods:
+    out.append(f"MESM needs the text modality 't' (its attention query); got "
+               f'modalities={mods!r}: use model=fe2e or add t')
+  if len(config.cnn_features) != 4:
+    out.append('cnn_features needs 4 widths (stem/VGG1-2, stage 3, 4, 5), '
+               f'got {tuple(config.cnn_features)!r}')
+  if config.conv_chunk < -1:
+    out.append('conv_chunk must be -1 (auto: 16 on CPU, off on GPU/TPU), 0 '
+               f'(off) or a positive frame count, got {config.conv_chunk}')
   return out
 
 

@@ -27,7 +27,6 @@ def get_config(model: str = 'mesm'):
   c.batch_size = 8
   c.eval_batch_size = 16
   c.lr = 1e-3
-  c.synthetic_clips = 240         # clips generated (70/15/15 % splits)
   c.deterministic_input = True    # the demo gives the same numbers each run
   c.epochs = 8
   c.early_stop = 4

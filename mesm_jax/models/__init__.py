@@ -1,7 +1,7 @@
 """FE2E and MESM as Flax Linen modules, built from a flat config.
 
 ``build_model`` also builds the paper's baselines (``config.model`` one of
-``baselines.BASELINES``: 'lf_lstm', 'lf_trans', 'mult', 'emoembs'), which
+``configs.BASELINES``: 'lf_lstm', 'lf_trans', 'mult', 'emoembs'), which
 read feature sequences instead of faces, spectrograms and tokens.
 
     model = build_model(mesm_jax.get_config('smoke'))
@@ -10,6 +10,7 @@ read feature sequences instead of faces, spectrograms and tokens.
                       rngs={'dropout': key}, mutable=['batch_stats'])
 """
 
+import dataclasses
 from typing import Optional
 
 import flax.linen as nn
@@ -17,46 +18,21 @@ import jax
 import jax.numpy as jnp
 
 from mesm_jax import configs
+from mesm_jax.configs import BASELINES, DTYPES, END_TO_END, INITS, MODELS
 from mesm_jax.models.attention import CrossModalAttention
-from mesm_jax.models.baselines import BASELINES, FEATURE_DIMS, build_baseline
+from mesm_jax.models.baselines import FEATURE_DIMS, build_baseline
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
-from mesm_jax.models.conv import check_chunk, resolve_chunk
-from mesm_jax.models.init import INITS, pytorch_init
+from mesm_jax.models.conv import resolve_chunk
+from mesm_jax.models.init import pytorch_init
 from mesm_jax.models.multimodal import MultimodalModel
 from mesm_jax.models.sparse import gathered_stage, masked_stage
 from mesm_jax.models.text import ScratchTextEncoder, build_text_encoder
 
-END_TO_END = ('fe2e', 'mesm')
-MODELS = END_TO_END + BASELINES
-DTYPES = ('float32', 'bfloat16')
-
-
-def _check_config(config) -> None:
-  """Clear errors for settings that cannot build a model."""
-  mods = config.modalities
-  if config.model not in MODELS:
-    raise ValueError(f'model must be one of {MODELS}, got {config.model!r}')
-  if not mods or set(mods) - set('tav') or len(set(mods)) != len(mods):
-    raise ValueError(f"modalities must be a non-empty subset of 'tav' without "
-                     f'repeats, got {mods!r}')
-  if config.model == 'mesm' and 't' not in mods:
-    raise ValueError(f"MESM needs the text modality 't' (its attention query); "
-                     f'got modalities={mods!r}. Use model=fe2e or add t.')
-  if config.sparse_impl not in ('masked', 'gathered'):
-    raise ValueError(f"sparse_impl must be 'masked' or 'gathered', got "
-                     f'{config.sparse_impl!r}')
-  if config.attention_grad not in ('none', 'scaled'):
-    raise ValueError(f"attention_grad must be 'none' or 'scaled', got "
-                     f'{config.attention_grad!r}')
-  if config.dtype not in DTYPES:
-    raise ValueError(f'dtype must be one of {DTYPES}, got {config.dtype!r}')
-  if len(config.cnn_features) != 4:
-    raise ValueError('cnn_features needs 4 widths (stem/VGG1-2, stage 3, 4, '
-                     f'5), got {config.cnn_features!r}')
-  check_chunk(int(config.conv_chunk))
-  if config.model == 'mesm' and not config.top_p > 0:
-    raise ValueError(f'top_p must be positive, got {config.top_p}')
+# MultimodalModel's fields that are config fields of the same name: what
+# build_model reads from the config.
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(MultimodalModel)
+                      if f.name in configs.FIELDS and f.name != 'conv_chunk')
 
 
 def build_model(config, text_encoder: Optional[nn.Module] = None,
@@ -65,7 +41,8 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
   """FE2E or MESM from a flat config (``mesm_jax.get_config(...)``).
 
   Args:
-    config: the flat ConfigDict (model, modalities, top_p, sparse_impl, ...).
+    config: the flat ConfigDict; ``configs.check`` runs first, then the
+      model's fields of the same name (``CONFIG_FIELDS``) are read from it.
     text_encoder: a text encoder module; default ``build_text_encoder``.
     axis_name: named axis over which BatchNorm statistics are shared (the
       trainer's pmap/shard_map axis, e.g. ``'batch'``).
@@ -74,23 +51,17 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       default backend's, asked now.
 
   Returns:
-    An unbound ``MultimodalModel``.
+    An unbound ``MultimodalModel`` (a baseline for ``configs.BASELINES``).
   """
-  _check_config(config)
+  configs.check(config)
   if configs.is_baseline(config):
     return build_baseline_model(config)
   if 't' in config.modalities and text_encoder is None:
     text_encoder = build_text_encoder(config)
+  fields = {name: config[name] for name in CONFIG_FIELDS}
   return MultimodalModel(
-      modalities=config.modalities, num_emotions=config.num_emotions,
-      text_encoder=text_encoder if 't' in config.modalities else None,
-      sparse=config.model == 'mesm', top_p=float(config.top_p),
-      sparse_impl=config.sparse_impl, attention_grad=config.attention_grad,
-      cnn_features=tuple(config.cnn_features), cnn_fc_dim=config.cnn_fc_dim,
-      trans_dim=config.trans_dim, trans_nlayers=config.trans_nlayers,
-      trans_nheads=config.trans_nheads, trans_ff_dim=config.trans_ff_dim,
-      dropout=config.dropout, axis_name=axis_name,
-      dtype=jnp.dtype(config.dtype), remat=bool(config.remat),
+      **fields, text_encoder=text_encoder if 't' in config.modalities
+      else None, axis_name=axis_name,
       conv_chunk=resolve_chunk(int(config.conv_chunk), platform))
 
 

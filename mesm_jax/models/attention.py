@@ -28,9 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mesm_jax.configs import ATTENTION_GRADS
 from mesm_jax.nucleus import nucleus_mask
 
-GRAD_MODES = ('none', 'scaled')
+GRAD_MODES = ATTENTION_GRADS  # what each does: CrossModalAttention
 
 
 def masked_softmax(scores: jax.Array, valid: jax.Array) -> jax.Array:

@@ -47,7 +47,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-INITS = ('pytorch', 'flax')
 
 TEXT_ENCODER = 'text_encoder'
 _ATTENTION = ('query', 'key', 'value', 'out')

@@ -44,17 +44,19 @@ def check_batch(batch: Dict[str, Any], modalities: str) -> None:
 
 
 class MultimodalModel(nn.Module):
-  """FE2E (``sparse=False``) or MESM (``sparse=True``); see module doc.
+  """FE2E (``model='fe2e'``) or MESM (``'mesm'``); see module doc.
 
-  ``__call__(batch, train)`` returns ``{'logits': [B,E], 'modality_logits':
-  {m: [B,E]}, 'stats': {name: scalar}}``; ``stats`` holds, for MESM, the
-  fraction of each sparse stage's positions kept by the nucleus, averaged
-  over real frames (``kept_<v|a>_stage<s>``).
+  The fields but ``text_encoder``, ``axis_name`` are config fields of the
+  same name and meaning (``mesm_jax.configs``; ``build_model`` reads them
+  from a config).  ``__call__(batch, train)`` returns ``{'logits': [B,E],
+  'modality_logits': {m: [B,E]}, 'stats': {name: scalar}}``; ``stats``
+  holds, for MESM, the fraction of each sparse stage's positions kept by
+  the nucleus, averaged over real frames (``kept_<v|a>_stage<s>``).
   """
   modalities: str
   num_emotions: int
   text_encoder: Optional[nn.Module] = None
-  sparse: bool = False
+  model: str = 'fe2e'
   top_p: float = 1.0
   sparse_impl: str = 'gathered'
   attention_grad: str = 'none'
@@ -66,9 +68,13 @@ class MultimodalModel(nn.Module):
   trans_ff_dim: int = 2048
   dropout: float = 0.1
   axis_name: Optional[str] = None
-  dtype: Any = jnp.float32
+  dtype: Any = 'float32'
   remat: bool = False
   conv_chunk: int = -1
+
+  @property
+  def sparse(self) -> bool:
+    return self.model == 'mesm'
 
   @nn.compact
   def __call__(self, batch: Dict[str, jax.Array],
@@ -106,10 +112,11 @@ class MultimodalModel(nn.Module):
     frame_mask = jnp.asarray(batch[mask_key], bool) & clip_weight[:, None]
     weight = frame_mask.reshape(b * f).astype(jnp.float32)
     q_frames = None if q is None else jnp.repeat(q, f, axis=0)
-    cnn = FrameCNN(self.cnn_features, self.cnn_fc_dim, self.trans_dim,
-                   self.sparse, self.top_p, self.sparse_impl,
-                   self.attention_grad, self.axis_name, self.dtype,
-                   self.remat, self.conv_chunk, name=f'{name}_cnn')
+    cnn = FrameCNN(tuple(self.cnn_features), self.cnn_fc_dim,
+                   self.trans_dim, self.sparse, float(self.top_p),
+                   self.sparse_impl, self.attention_grad, self.axis_name,
+                   jnp.dtype(self.dtype), bool(self.remat), self.conv_chunk,
+                   name=f'{name}_cnn')
     # Padded frames enter as zeros (their content, even NaN, cannot leak
     # into values or gradients) and leave as zeros.
     frames = x.reshape((b * f,) + x.shape[2:])
@@ -118,7 +125,8 @@ class MultimodalModel(nn.Module):
     feats, frame_stats = cnn(frames, weight, q_frames, train)
     seq = jnp.where(frame_mask[..., None], feats.reshape(b, f, -1), 0)
     encoder = SequenceTransformer(self.trans_nlayers, self.trans_nheads,
-                                  self.trans_ff_dim, self.dropout, self.dtype,
+                                  self.trans_ff_dim, self.dropout,
+                                  jnp.dtype(self.dtype),
                                   name=f'{name}_transformer')
     cls = encoder(seq, frame_mask, train)
     logits = nn.Dense(self.num_emotions, name=f'{name}_head')(

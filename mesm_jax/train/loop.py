@@ -114,9 +114,6 @@ def init_state(config, model,
   emotion embeddings N(0, 1/300) and its fusion weights 1/M) and load no
   text encoder.
   """
-  if config.init not in models.INITS:
-    raise ValueError(f'init must be one of {models.INITS}, got '
-                     f'{config.init!r}')
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
   sample = jax.tree.map(lambda x: x[:1], step_lib.model_inputs(sample))

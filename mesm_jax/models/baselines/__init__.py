@@ -11,15 +11,16 @@ One module per model; all take the batch of ``common`` (``text_feats``,
   'emoembs'  EmoEmbs  Dai et al. 2020, emotion-embedding similarity scores
 """
 
+from mesm_jax.configs import BASELINES
 from mesm_jax.models.baselines.common import FEATURE_DIMS, FEATURE_KEYS
 from mesm_jax.models.baselines.emoembs import EmoEmbs
 from mesm_jax.models.baselines.lf_lstm import LFLSTM
 from mesm_jax.models.baselines.lf_trans import LFTrans
 from mesm_jax.models.baselines.mult import MulT
 
+# One module per name of ``configs.BASELINES``.
 _MODELS = {'lf_lstm': LFLSTM, 'lf_trans': LFTrans, 'mult': MulT,
            'emoembs': EmoEmbs}
-BASELINES = tuple(_MODELS)
 
 __all__ = ['BASELINES', 'FEATURE_DIMS', 'FEATURE_KEYS', 'EmoEmbs', 'LFLSTM',
            'LFTrans', 'MulT', 'build_baseline']
