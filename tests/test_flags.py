@@ -196,3 +196,62 @@ def test_bad_values_stop_before_any_work(capsys):
   config.eval_batch_size = 0
   with pytest.raises(ValueError, match='eval_batch_size must be at least 1'):
     configs.check(config)
+
+
+def test_a_config_file_of_ones_own(tmp_path):
+  # A file with get_config(), as flax / big_vision take one; flags (either
+  # spelling) override its fields; fields it lacks keep its dataset's.
+  path = tmp_path / 'my_config.py'
+  path.write_text(
+      'import mesm_jax\n\n'
+      'def get_config(arg=None):\n'
+      "  c = mesm_jax.get_config('mosei', 'fe2e')\n"
+      '  c.trans_dim = 32\n'
+      "  c.top_p = 0.3 if arg == 'low' else 0.6\n"
+      '  return c\n')
+  config, _ = flags.parse(['--config', str(path), '--config.epochs=3',
+                           '--lr', '1e-4'])
+  assert (config.dataset, config.model, config.batch_size) == ('mosei',
+                                                                'fe2e', 8)
+  assert (config.trans_dim, config.top_p, config.epochs, config.lr) == (
+      32, 0.6, 3, 1e-4)
+  config, _ = flags.parse(['--config', f'{path}:low'])
+  assert config.top_p == 0.3
+  # A partial file: the rest from get_config(dataset, model).
+  partial = tmp_path / 'partial.py'
+  partial.write_text("def get_config():\n  return {'dataset': 'iemocap', "
+                     "'model': 'mesm', 'trans_dim': 16}\n")
+  config, _ = flags.parse(['--config', str(partial)])
+  assert (config.top_p, config.trans_dim, config.max_frames) == (0.7, 16, 48)
+
+
+@pytest.mark.parametrize('text,error', [
+    (None, 'no file'),
+    ('x = 1\n', 'defines no get_config'),
+    ("def get_config():\n  return {'trans_dims': 8}\n",
+     r"unknown config fields \['trans_dims'\]"),
+])
+def test_a_bad_config_file_is_a_usage_error(tmp_path, capsys, text, error):
+  path = tmp_path / 'c.py'
+  if text is not None:
+    path.write_text(text)
+  with pytest.raises(SystemExit) as exit_info:
+    flags.parse(['--config', str(path)])
+  assert exit_info.value.code == 2
+  assert re.search(error, capsys.readouterr().err)
+
+
+def test_a_config_file_over_a_used_workdir(tmp_path, capsys):
+  from mesm_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'run'
+  workdir_lib.save_config(str(workdir), configs.get_config('mosei', 'fe2e'))
+  path = tmp_path / 'c.py'
+  path.write_text("import mesm_jax\n\ndef get_config():\n"
+                  "  c = mesm_jax.get_config('mosei', 'fe2e')\n"
+                  "  c.epochs = 2\n  return c\n")
+  config, _ = flags.parse(['--workdir', str(workdir), '--config', str(path)])
+  assert config.epochs == 2 and config.model == 'fe2e'
+  path.write_text(path.read_text().replace('c.epochs = 2', 'c.trans_dim = 8'))
+  with pytest.raises(SystemExit):
+    flags.parse(['--workdir', str(workdir), '--config', str(path)])
+  assert 'trans_dim: 64 -> 8' in capsys.readouterr().err

@@ -9,8 +9,14 @@ dataset and model, the batch size included (MOSEI and IEMOCAP: MESM 2, FE2E
 (``--model fe2e --batch_size 4``).  Each flag's help text is the field's entry
 in ``mesm_jax.configs.HELP``, its choices ``mesm_jax.configs.CHOICES``.
 
-``--workdir`` and ``--eval_only`` say where and what to run, not how to
-train: they are command-line flags only, returned beside the config.  A
+``--config my_config.py`` (a file with ``get_config()``, as ml_collections'
+``config_flags`` takes one) replaces the named config; the field flags, also
+spelled ``--config.<field>=value``, override it as they override a named
+one.  A work directory's saved config comes first (a resumed run keeps its
+settings); a ``--config`` file given there is applied over it like flags.
+
+``--config``, ``--workdir`` and ``--eval_only`` say where and what to run, not
+how to train: they are command-line flags only, returned beside the config.  A
 script adds its own flags with ``parents`` (``experiments/run.py``:
 ``--keep_freed_memory``), so that ``--help`` lists them too.
 
@@ -20,6 +26,9 @@ labels of ``--dataset manifest``) and the standard library only, so
 """
 
 import argparse
+import importlib.util
+import os
+import pathlib
 import sys
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -31,6 +40,10 @@ from mesm_jax.train import workdir as workdir_lib
 
 DATASETS = configs.CHOICES['dataset']
 RUN_HELP = {
+    'config': 'a Python file whose get_config() returns the config (path.py '
+              "or path.py:arg, as ml_collections' config_flags); it replaces "
+              'the named config of --dataset / --model, and the flags below '
+              '(or --config.<field>=value) override its fields',
     'workdir': 'directory of the run: config.json, checkpoints, '
                'metrics.jsonl, TensorBoard logs, results.json; a rerun in the '
                "same workdir resumes, with the workdir's saved config (flags "
@@ -98,6 +111,7 @@ def build_parser(config: ml_collections.ConfigDict,
   run = parser.add_argument_group('what to run')
   for name in ('dataset', 'model'):
     _add_flag(run, name, config[name], configs.HELP[name])
+  _add_flag(run, 'config', '', RUN_HELP['config'])
   _add_flag(run, 'workdir', '', RUN_HELP['workdir'])
   _add_flag(run, 'eval_only', False, RUN_HELP['eval_only'])
   fields = parser.add_argument_group(
@@ -114,26 +128,68 @@ def _given_names(argv: Sequence[str]) -> List[str]:
   return [a[2:].split('=', 1)[0] for a in argv if a.startswith('--')]
 
 
+def _config_dot_flags(argv: Sequence[str]) -> List[str]:
+  """``--config.<field>`` (ml_collections' spelling) as ``--<field>``."""
+  return [f'--{a[len("--config."):]}' if a.startswith('--config.') else a
+          for a in argv]
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """The config of a Python file with ``get_config()``: ``path.py`` or
+  ``path.py:arg`` (then ``get_config('arg')``), as ml_collections'
+  ``config_flags`` reads one.
+
+  Fields the file's config lacks take the defaults of its ``dataset`` and
+  ``model`` (``configs.get_config``); a field no config has is an error.
+  """
+  path, _, arg = spec.partition(':')
+  file = pathlib.Path(path).expanduser()
+  if not file.is_file():
+    raise ValueError(f'--config {spec}: no file {file} (a Python file '
+                     'whose get_config() returns the config)')
+  module_spec = importlib.util.spec_from_file_location(
+      f'_mesm_config_{file.stem}', file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not callable(getattr(module, 'get_config', None)):
+    raise ValueError(f'--config {spec}: {file} defines no get_config()')
+  given = module.get_config(arg) if arg else module.get_config()
+  given = dict(given.items() if hasattr(given, 'items') else given)
+  unknown = sorted(set(given) - set(configs.FIELDS))
+  if unknown:
+    raise ValueError(f'--config {spec}: unknown config fields {unknown} '
+                     '(mesm_jax/configs/default.py lists them)')
+  dataset = given.get('dataset', 'default')
+  config = configs.get_config(dataset if dataset in configs.NAMES
+                              else 'default', given.get('model'))
+  for name, value in given.items():
+    config[name] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
 def _base_config(argv: Sequence[str]
-                 ) -> Tuple[ml_collections.ConfigDict, bool]:
-  """(base config, whether it is a workdir's saved one).
+                 ) -> Tuple[ml_collections.ConfigDict, bool, str]:
+  """(base config, whether it is a workdir's saved one, the --config file).
 
   ``--workdir`` with a ``config.json`` (a run was started there): that
-  config; else ``get_config(--dataset, --model)``.  Bad values are left to
-  the parser.
+  config; else ``--config FILE`` (``load_config_file``); else
+  ``get_config(--dataset, --model)``.  Bad values are left to the parser.
   """
   pre = argparse.ArgumentParser(add_help=False)
   pre.add_argument('--dataset')
   pre.add_argument('--model')
   pre.add_argument('--workdir', default='')
+  pre.add_argument('--config', default='')
   known, _ = pre.parse_known_args(argv)
   if known.workdir:
     saved = workdir_lib.load_config(known.workdir)
     if saved is not None:
-      return saved, True
+      return saved, True, known.config
+  if known.config:
+    return load_config_file(known.config), False, known.config
   dataset = known.dataset if known.dataset in DATASETS else 'synthetic'
   model = known.model if known.model in configs.MODELS else None
-  return configs.get_config(dataset, model), False
+  return configs.get_config(dataset, model), False, ''
 
 
 def _apply_manifest(parser: argparse.ArgumentParser,
@@ -157,7 +213,8 @@ def _apply_manifest(parser: argparse.ArgumentParser,
 def parse(argv: Optional[Sequence[str]] = None,
           parents: Sequence[argparse.ArgumentParser] = ()
           ) -> Tuple[ml_collections.FrozenConfigDict, argparse.Namespace]:
-  """The config of ``--dataset``/``--model`` with every given flag applied.
+  """The config of ``--dataset``/``--model`` (or of ``--config FILE``, or a
+  work directory's saved one) with every given flag applied.
 
   Args:
     argv: the arguments (default ``sys.argv[1:]``).
@@ -167,16 +224,24 @@ def parse(argv: Optional[Sequence[str]] = None,
     The config, frozen (a write raises), and the parsed namespace, which also
     holds ``workdir``, ``eval_only`` and the ``parents``' flags.
   """
-  argv = list(sys.argv[1:] if argv is None else argv)
-  config, from_workdir = _base_config(argv)
+  argv = _config_dot_flags(sys.argv[1:] if argv is None else argv)
+  try:
+    config, from_workdir, config_file = _base_config(argv)
+  except ValueError as e:  # a usage error, as the parser's own (exit 2)
+    print(f'{os.path.basename(sys.argv[0])}: error: {e}', file=sys.stderr)
+    raise SystemExit(2) from e
   saved = config.to_dict()
+  given = _given_names(argv)
+  if from_workdir and config_file:  # the file's values, as if all given
+    for name, value in load_config_file(config_file).items():
+      config[name] = value
+    given = list(config.keys())
   parser = build_parser(config, parents)
   args = parser.parse_args(argv)
   for name in config.keys():
     value = getattr(args, name)
     config[name] = tuple(value) if isinstance(value, list) else value
-  changes = workdir_lib.shape_changes(saved, config.to_dict(),
-                                      _given_names(argv))
+  changes = workdir_lib.shape_changes(saved, config.to_dict(), given)
   if from_workdir and changes:
     parser.exit(2, f'{parser.prog}: error: {args.workdir} was trained with '
                 'other parameter shapes; these flags cannot change them: '
