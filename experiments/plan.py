@@ -40,8 +40,10 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-# Before libtpu loads: no GCE metadata queries (this is not a TPU VM).
+# Before libtpu loads: no GCE metadata queries (this is not a TPU VM), and
+# no lock file: several planners (or a planner beside the tests) may run.
 os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
+os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top
