@@ -110,7 +110,7 @@ def detect_boxes_reference(frames: Sequence[np.ndarray],
                            **detector_kwargs) -> list[tuple | None]:
   """The original call: the package's ``detect_faces`` on all frames at once.
 
-  Kept for ``--compare`` in experiments/preprocess_benchmark.py and for the
+  Kept for ``--compare`` in experiments/perf/preprocess_benchmark.py and for the
   tests that check ``detect_boxes`` against it.
   """
   if not frames:

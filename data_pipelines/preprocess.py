@@ -209,7 +209,7 @@ def compute_clip(clip: Clip, opts: Options, *,
 
   ``reference=True`` runs the code before the fast path (OpenCV decoding of
   every frame, the ``mtcnn`` package's own call per clip): the same arrays,
-  slower; for experiments/preprocess_benchmark.py ``--compare``.
+  slower; for experiments/perf/preprocess_benchmark.py ``--compare``.
   """
   (arrays,) = compute_clips([clip], opts, reference=reference)
   if isinstance(arrays, ClipError):

@@ -1,4 +1,4 @@
-"""experiments/accelerator_bench.py runs where TensorFlow is not installed.
+"""experiments/perf/accelerator_bench.py runs where TensorFlow is not installed.
 
 The script is made for accelerator images that hold JAX, flax, optax, chex,
 numpy and ml_collections only; here it runs one smoke-width variant in a
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from experiments import accelerator_bench
+from experiments.perf import accelerator_bench
 from mesm_jax import input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +21,7 @@ CHILD = '''
 import json, sys
 sys.modules['tensorflow'] = None          # any import of them fails
 sys.modules['tensorflow_datasets'] = None
-from experiments import accelerator_bench as bench
+from experiments.perf import accelerator_bench as bench
 print(json.dumps(bench.run_variant('iemocap', 'mesm', 'gathered', 'smoke',
                                    repeats=2, warmup=0)))
 '''

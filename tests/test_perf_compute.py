@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import benchmark, flops
+from experiments import flops
+from experiments.perf import benchmark
 from experiments.perf import compute
 
 

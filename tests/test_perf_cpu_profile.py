@@ -1,4 +1,4 @@
-"""experiments/cpu_profile.py: perf samples sorted into library groups."""
+"""experiments/perf/cpu_profile.py: perf samples sorted into library groups."""
 
 import os
 import shutil
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cpu_profile
+from experiments.perf import cpu_profile
 
 # Lines as `perf report --no-children --sort dso,sym --stdio` prints them
 # (shortened symbols), with its comment header.

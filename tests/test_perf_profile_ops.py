@@ -1,11 +1,11 @@
-"""experiments/profile_ops.py: op kinds and model parts from a real trace."""
+"""experiments/perf/profile_ops.py: op kinds and model parts from a real trace."""
 
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import profile_ops
+from experiments.perf import profile_ops
 
 
 def test_part_of_reads_the_flax_module_path():

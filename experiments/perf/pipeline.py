@@ -1,6 +1,6 @@
 """Padding efficiency and throughput of the tf.data pipeline (``measure``).
 
-  python experiments/benchmark.py --sections pipeline   (uses it)
+  python experiments/perf/benchmark.py --sections pipeline   (uses it)
 
 How much of each batch is real data (frames, chunks, clips over the padded
 slots) and how fast ``mesm_jax.input_pipeline.make_dataset`` produces batches.

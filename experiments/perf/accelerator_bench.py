@@ -1,9 +1,9 @@
 r"""FE2E and MESM train steps at the paper's shapes, timed on any accelerator.
 
-    python experiments/accelerator_bench.py                 # MOSEI + IEMOCAP
-    python experiments/accelerator_bench.py --datasets mosei --repeats 50
-    python experiments/accelerator_bench.py --batch 8       # every variant at 8
-    python experiments/accelerator_bench.py --widths smoke --repeats 2   # a check
+    python experiments/perf/accelerator_bench.py                 # MOSEI + IEMOCAP
+    python experiments/perf/accelerator_bench.py --datasets mosei --repeats 50
+    python experiments/perf/accelerator_bench.py --batch 8       # every variant at 8
+    python experiments/perf/accelerator_bench.py --widths smoke --repeats 2   # a check
 
 Made for a machine that has only JAX (with its accelerator plugin), flax,
 optax, chex, numpy and ml_collections: no TensorFlow, no data, no
@@ -192,6 +192,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
 
 
 if __name__ == '__main__':
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-      __file__))))
+  # Run from a checkout without installing it (an accelerator image).
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
   main(sys.argv[1:])

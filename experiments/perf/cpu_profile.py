@@ -1,9 +1,9 @@
 r"""Where the CPU time of the feature extraction goes, by library (Linux perf).
 
-    python experiments/cpu_profile.py                           # IEMOCAP-sized clip
-    python experiments/cpu_profile.py --frames 48 --chunks 61   # MOSEI-sized clip
+    python experiments/perf/cpu_profile.py                           # IEMOCAP-sized clip
+    python experiments/perf/cpu_profile.py --frames 48 --chunks 61   # MOSEI-sized clip
 
-Runs the feature-extraction case of ``experiments/benchmark.py`` (visual +
+Runs the feature-extraction case of ``experiments/perf/benchmark.py`` (visual +
 audio CNNs, forward + backward) of each variant in a loop, samples the
 process with ``perf record -p`` while it runs, and sorts the samples by the
 symbol they hit:
@@ -47,7 +47,7 @@ from typing import Dict, Iterable, Tuple
 
 import jax
 
-from experiments import benchmark
+from experiments.perf import benchmark
 
 # (group, pattern on "dso symbol"); the first match wins.
 GROUPS = (

@@ -1,6 +1,6 @@
 """Throughput of the text encoders: ALBERT base (paper) vs MiniLM (demo default).
 
-    python experiments/text_throughput.py --batch 8 --max_len 100 --repeats 10
+    python experiments/perf/text_throughput.py --batch 8 --max_len 100 --repeats 10
 
 Times the jitted forward pass (``train=False``) and forward + backward
 (``train=True`` with dropout, gradient of a scalar of the CLS vectors w.r.t. all

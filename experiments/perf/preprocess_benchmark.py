@@ -22,7 +22,7 @@ on the same videos, checks that frames, boxes and crops are identical, and
 runs both end to end in a pool of ``--workers`` processes
 (``preprocess.compute_clip``), which is the number to compare.
 
-    python experiments/preprocess_benchmark.py --compare --out /tmp/pre.json
+    python experiments/perf/preprocess_benchmark.py --compare --out /tmp/pre.json
 """
 
 from __future__ import annotations

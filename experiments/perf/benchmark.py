@@ -1,8 +1,8 @@
 r"""Wall-clock cost of FE2E and MESM: train step, inference, CNNs, stages.
 
-    python experiments/benchmark.py             # ~10 min on 2 (busy) CPU cores
-    python experiments/benchmark.py --sections fe,stages   # the targets, ~5 min
-    python experiments/benchmark.py --widths smoke --repeats 1   # compiles only, 1-4 min
+    python experiments/perf/benchmark.py             # ~10 min on 2 (busy) CPU cores
+    python experiments/perf/benchmark.py --sections fe,stages   # the targets, ~5 min
+    python experiments/perf/benchmark.py --widths smoke --repeats 1   # compiles only, 1-4 min
 
 Sections (``--sections``, comma-separated):
   fe        visual + audio CNNs alone (the feature extraction), forward +

@@ -1,9 +1,9 @@
 r"""Where the time of a compiled step goes: per op kind and per model part.
 
-    python experiments/profile_ops.py                       # FE2E vs MESM p=0.5
-    python experiments/profile_ops.py --frames 48 --chunks 61 --variants fe2e,gathered
+    python experiments/perf/profile_ops.py                       # FE2E vs MESM p=0.5
+    python experiments/perf/profile_ops.py --frames 48 --chunks 61 --variants fe2e,gathered
 
-Profiles the feature-extraction case of ``experiments/benchmark.py`` (visual
+Profiles the feature-extraction case of ``experiments/perf/benchmark.py`` (visual
 + audio CNNs, forward + backward) with ``jax.profiler`` and sums the device
 time of every compiled op (XLA:CPU thunk, GPU kernel) over a few calls.  Each
 op is named after the HLO instruction it runs; the compiled HLO text maps that
@@ -34,7 +34,7 @@ from typing import Callable, Dict, Tuple
 
 import jax
 
-from experiments import benchmark
+from experiments.perf import benchmark
 
 PARTS = ('stem', 'block1', 'block2', 'attn3', 'stage3', 'attn4', 'stage4',
          'attn5', 'stage5', 'fc1', 'fc2')
