@@ -31,7 +31,8 @@ from mesm_jax.train import workdir as workdir_lib
 
 DATASETS = configs.CHOICES['dataset']
 RUN_HELP = {
-    'workdir': 'directory of the run: config.json, checkpoints, '
+    'workdir': 'directory of the run (a folder or gs://bucket/path): '
+               'config.json, checkpoints, '
                'metrics.jsonl, TensorBoard logs, results.json; a rerun in the '
                "same workdir resumes, with the workdir's saved config (flags "
                'given again override only what they name). '
