@@ -46,11 +46,13 @@ HELP = {
     'dataset': 'mosei | iemocap | synthetic (generated clips in the MOSEI '
                'layout, no download) | manifest (your own clips, --manifest); '
                'picks the TFDS data and the emotions',
-    'data_dir': "TFDS data directory; '' = ~/tensorflow_datasets. The "
-                'prepared data is built there once and read by every run',
+    'data_dir': "TFDS data directory, a folder or gs://bucket/path; '' = "
+                '~/tensorflow_datasets. The prepared data is built there once '
+                'and read by every run',
     'raw_dir': 'directory of the raw release (or the authors\' processed '
                'folders, docs/data.md) to build the TFDS data from; only read '
-               "while building; '' for synthetic: <data_dir>/synthetic_raw",
+               "while building; '' for synthetic: <data_dir>/synthetic_raw "
+               '(for a gs:// data_dir a local folder, docs/training.md)',
     'manifest': "dataset 'manifest' only: CSV or JSONL file, one row per "
                 'clip (clip_id, video, audio, start, end, text, split, labels; '
                 'docs/data.md); its label set sets num_emotions',
