@@ -141,6 +141,18 @@ def test_bucket_writes_and_logs(gcs):
           f'{BUCKET}/rules/w/config.json']
 
 
+def test_beam_build_into_a_bucket_is_refused(gcs):
+  """Beam workers share the build's cache, which is local for a bucket."""
+  import mesm_jax  # pylint: disable=g-import-not-at-top
+  from data_pipelines.tfds import prepare  # pylint: disable=g-import-not-at-top
+  from mesm_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  config = input_pipeline.builder_config(mesm_jax.get_config('smoke'))
+  with pytest.raises(ValueError, match='beam_options: .*gs://bkt/beam'):
+    prepare.prepare('synthetic', config, data_dir=f'{BUCKET}/beam',
+                    beam_options='runner=DirectRunner')
+  assert not gcs.objects('beam/')
+
+
 # ---------------------------------------------------------------- a run
 
 
