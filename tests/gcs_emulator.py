@@ -35,7 +35,6 @@ import datetime
 import http.client
 import ipaddress
 import json
-import os
 from pathlib import Path
 import socket
 import ssl

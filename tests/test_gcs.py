@@ -13,8 +13,9 @@ the bucket).  Nothing reaches the network.
   checkpoint (step 2) and the logging of step 3, then run again: it resumes
   from the bucket's checkpoint and computes step 3's loss again exactly;
   then ``--eval_only``, ``experiments/predict.py`` (with ``--attention``)
-  and ``experiments/visualize.py`` on that work directory, and
-  ``experiments/tables.py`` over it, all writing to the bucket;
+  and ``experiments/visualize.py`` on that work directory, all writing to
+  the bucket.  One test: no other test waits for (or repeats) the run;
+* ``experiments/tables.py`` over finished runs on the bucket;
 * ``experiments/sweep.py`` with ``--workdirs gs://...`` (one baseline cell
   whose FLOPs are left: its subprocess, logs and records on the bucket).
 """
@@ -28,6 +29,7 @@ import sys
 import time
 
 from etils import epath
+import numpy as np
 import pytest
 
 from data_pipelines import paths
@@ -208,14 +210,10 @@ assert visualize.main([f'--workdir={run}', '--split=test',
 """
 
 
-@pytest.fixture(scope='module')
-def trained(gcs, tmp_path_factory):
-  """The tiny run on the bucket (it builds the data there too), killed
-  once the first checkpoint (step 2) is complete and step 3 logged, run
-  again; then SERVE on it."""
-  tmp_path = tmp_path_factory.mktemp('gcs_run')
-  env = _env(tmp_path, gcs)
-  times, start = {}, time.time()
+def _kill_after_first_checkpoint(gcs, env):
+  """Starts the tiny run on the bucket (it builds the data there too) and
+  SIGKILLs it once its first checkpoint (step 2) is complete and step 3 is
+  logged; returns what the bucket held then."""
   proc = subprocess.Popen(
       [sys.executable, str(ROOT / 'experiments' / 'run.py'), *TINY,
        '--workdir', RUN], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -229,14 +227,12 @@ def trained(gcs, tmp_path_factory):
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-  killed = {'checkpoints': _committed_steps(gcs),
-            'losses': _train_losses(gcs),
-            'objects': gcs.objects('runs/tiny/')}
-  times['killed'] = time.time() - start
-  resumed = _run(env, *TINY, '--workdir', RUN)
-  times['resumed'] = time.time() - start
-  raw = tmp_path / 'cache' / 'mesm-jax' / 'gs' / 'bkt' / 'tfds' / (
-      'synthetic_raw')
+  return {'checkpoints': _committed_steps(gcs), 'losses': _train_losses(gcs),
+          'objects': gcs.objects('runs/tiny/')}
+
+
+def _serve(gcs, env, raw):
+  """SERVE on a test clip of the synthetic raw data; (clip id, video)."""
   truth = json.loads((raw / 'ground_truth.json').read_text())
   clip_id, clip = next((k, c) for k, c in truth.items()
                        if c['split'] == 'test')
@@ -248,18 +244,23 @@ def trained(gcs, tmp_path_factory):
        str(clip['end'])],
       env=env, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  times['served'] = time.time() - start
-  print(f'times (s): {times}')
-  return {'tmp': tmp_path, 'killed': killed, 'resumed': resumed,
-          'clip_id': clip_id, 'video': video}
+  return clip_id, video
 
 
-def test_killed_run_on_the_bucket_resumes_where_it_stopped(gcs, trained):
-  killed = trained['killed']
+def test_run_on_the_bucket_killed_resumed_evaluated_and_served(gcs, tmp_path):
+  """One test (its run is shared by nothing else): the tiny run with its
+  work and data directories on the bucket, SIGKILLed and rerun; then
+  --eval_only, predict.py and visualize.py on its work directory."""
+  env = _env(tmp_path, gcs)
+  times, start = {}, time.time()
+  killed = _kill_after_first_checkpoint(gcs, env)
+  times['killed'] = time.time() - start
+  resumed = _run(env, *TINY, '--workdir', RUN)
+  times['resumed'] = time.time() - start
   assert 'runs/tiny/results.json' not in killed['objects']
   assert killed['checkpoints'] == [2]
   assert 'resuming from gs://bkt/runs/tiny/checkpoints/latest at step 2' in (
-      trained['resumed'])
+      resumed)
   results = json.loads(gcs.read('runs/tiny/results.json'))
   assert results['epochs_run'] == 1 and results['config']['data_dir'] == DATA
   # metrics.jsonl holds the killed run's lines, then the resumed run's from
@@ -280,14 +281,13 @@ def test_killed_run_on_the_bucket_resumes_where_it_stopped(gcs, trained):
   assert _committed_steps(gcs) == [2, 4]
   assert _committed_steps(gcs, 'best') == [results['best_step']] == [4]
   assert any(n.startswith('tfds/mosei_e2e/') for n in gcs.objects('tfds/'))
-  cache = trained['tmp'] / 'cache' / 'mesm-jax' / 'gs' / 'bkt' / 'tfds'
-  assert (cache / 'synthetic_raw' / 'ground_truth.json').is_file()
+  cache = tmp_path / 'cache' / 'mesm-jax' / 'gs' / 'bkt' / 'tfds'
   assert any((cache / 'downloads' / 'preprocess_cache').iterdir())
   assert not (ROOT / 'gs:').exists()
 
-
-def test_eval_only_predict_and_visualize_on_the_bucket(gcs, trained):
-  results = json.loads(gcs.read('runs/tiny/results.json'))
+  clip_id, video = _serve(gcs, env, cache / 'synthetic_raw')
+  times['served'] = time.time() - start
+  print(f'times (s): {times}')
   evaluated = json.loads(gcs.read('runs/tiny/eval_results.json'))
   assert evaluated['best_step'] == results['best_step']
   for k in ('valid/f1/avg', 'test/f1/avg', 'test/mosei_wacc/avg'):
@@ -296,23 +296,43 @@ def test_eval_only_predict_and_visualize_on_the_bucket(gcs, trained):
   out = json.loads(gcs.read('served/predict.json'))
   assert out['checkpoint']['step'] == results['best_step']
   assert out['emotions'] == list(results['thresholds'])
-  assert gcs.read(f'served/{trained["video"].stem}.png')[:4] == b'\x89PNG'
-  clip_id = trained['clip_id']
+  assert gcs.read(f'served/{video.stem}.png')[:4] == b'\x89PNG'
   assert gcs.read(f'served/{clip_id}.png')[:4] == b'\x89PNG'
   assert f'served/{clip_id}.npz' in gcs.objects('served/')
+  # Every request through the proxy went to the emulator.
+  assert not [r for r in gcs.requests() if r.endswith(' 403')]
 
 
-def test_tables_read_runs_from_the_bucket(gcs, trained):
+def test_tables_read_runs_from_the_bucket(gcs):
+  """Two seeds of a finished run and one unfinished, on the bucket."""
   from experiments import tables  # pylint: disable=g-import-not-at-top
-  written = tables.write_tables([f'{BUCKET}/runs'])
+  emotions = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise')
+  f1 = {}
+  for seed in (0, 1):
+    config = {'dataset': 'synthetic', 'model': 'fe2e', 'modalities': 'tav',
+              'top_p': 0.5, 'seed': seed}
+    values = np.random.default_rng(seed).uniform(0.3, 0.9, len(emotions))
+    metrics = {f'test/{m}/{e}': float(v) for m in ('mosei_wacc', 'f1')
+               for e, v in zip(emotions, values)}
+    metrics.update({'test/mosei_wacc/avg': float(values.mean()),
+                    'test/f1/avg': float(values.mean())})
+    f1[seed] = values.mean()
+    gcs.write(f'tables/fe2e-seed{seed}/config.json',
+              json.dumps(config).encode())
+    gcs.write(f'tables/fe2e-seed{seed}/results.json', json.dumps(
+        {'config': config, 'metrics': metrics,
+         'thresholds': dict.fromkeys(emotions, 0.5)}).encode())
+  gcs.write('tables/fe2e-seed2/config.json', b'{}')        # still running
+  written = tables.write_tables([f'{BUCKET}/tables'])
   assert str(written['synthetic_main_csv']) == (
-      f'{BUCKET}/runs/tables/synthetic_main.csv')
-  rows = gcs.read('runs/tables/synthetic_main.csv').decode().splitlines()
+      f'{BUCKET}/tables/tables/synthetic_main.csv')
+  rows = gcs.read('tables/tables/synthetic_main.csv').decode().splitlines()
   header, row = rows[0].split(','), rows[1].split(',')
-  results = json.loads(gcs.read('runs/tiny/results.json'))
-  got = float(row[header.index('avg_f1_mean')])
-  assert got == pytest.approx(100 * results['metrics']['test/f1/avg'])
-  assert row[header.index('n')] == '1'
+  assert row[header.index('n')] == '2'
+  assert float(row[header.index('avg_f1_mean')]) == pytest.approx(
+      100 * np.mean([f1[0], f1[1]]))
+  assert float(row[header.index('avg_f1_std')]) == pytest.approx(
+      100 * np.std([f1[0], f1[1]], ddof=1))
 
 
 def test_sweep_runs_a_cell_on_the_bucket(gcs, tmp_path, monkeypatch, capsys):
