@@ -217,15 +217,15 @@ def _kill_after_first_checkpoint(gcs, env):
   proc = subprocess.Popen(
       [sys.executable, str(ROOT / 'experiments' / 'run.py'), *TINY,
        '--workdir', RUN], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL)
+      stderr=subprocess.DEVNULL, start_new_session=True)
   deadline = time.time() + TIMEOUT
   try:
     while not (_committed_steps(gcs) and len(_train_losses(gcs)) >= 3):
       assert proc.poll() is None, 'the run ended before it was killed'
       assert time.time() < deadline
       time.sleep(0.05)
-  finally:
-    proc.send_signal(signal.SIGKILL)
+  finally:  # the run and its preprocessing workers
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
   return {'checkpoints': _committed_steps(gcs), 'losses': _train_losses(gcs),
           'objects': gcs.objects('runs/tiny/')}
