@@ -5,18 +5,21 @@ crop on top and under it each cross-modal layer's attention (Eq. 2,
 upsampled to the crop) with its nucleus (Eq. 3) outlined; then the mel
 spectrogram of the clip's chunks (time on x) with each layer's attention
 over it.  ``write(path, batch, attention, title)`` writes the PNG and the
-raw arrays beside it (``.npz``).  Used by ``experiments/predict.py
---attention DIR`` and ``experiments/visualize.py``.
+raw arrays beside it (``.npz``), locally or to ``gs://``
+(``data_pipelines.paths``).  Used by ``experiments/predict.py --attention
+DIR`` and ``experiments/visualize.py``.
 """
 
-from pathlib import Path
+import io
 from typing import Dict, Sequence
 
+from etils import epath
 import matplotlib
 matplotlib.use('Agg')  # files only, no display
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 
+from data_pipelines import paths
 from mesm_jax import input_pipeline
 
 STAGES = ('stage3', 'stage4', 'stage5')
@@ -54,7 +57,8 @@ def _audio_map(values: np.ndarray, mask: np.ndarray,
 
 
 def write(path: str, batch: Dict[str, np.ndarray],
-          attention: Dict[str, Dict[str, np.ndarray]], title: str) -> Path:
+          attention: Dict[str, Dict[str, np.ndarray]],
+          title: str) -> epath.Path:
   """Writes ``path`` (PNG) and ``path`` with suffix ``.npz``; returns the PNG.
 
   Args:
@@ -63,7 +67,7 @@ def write(path: str, batch: Dict[str, np.ndarray],
     attention: ``Predictor.attention(batch)``.
     title: the figure's title (clip id, labels, predictions).
   """
-  path = Path(path)
+  path = paths.as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   frames = np.flatnonzero(batch['face_mask'][0])[:MAX_FRAMES]
   faces = _faces_rgb(batch)
@@ -108,11 +112,15 @@ def write(path: str, batch: Dict[str, np.ndarray],
       ax.set_title(f'{key}: p, nucleus', fontsize=7, loc='left')
       ax.axis('off')
   fig.suptitle(title, fontsize=8)
-  fig.savefig(path, dpi=80)
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=80)
   plt.close(fig)
-  np.savez_compressed(path.with_suffix('.npz'), **{
+  path.write_bytes(png.getvalue())
+  npz = io.BytesIO()
+  np.savez_compressed(npz, **{
       f'{key}/{name}': value for key, arrays in attention.items()
       for name, value in arrays.items()},
                       faces=batch['faces'][0], face_mask=batch['face_mask'][0],
                       spec=batch['spec'][0], spec_mask=batch['spec_mask'][0])
+  path.with_suffix('.npz').write_bytes(npz.getvalue())
   return path

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 
 # pylint: disable=g-import-not-at-top
+from data_pipelines import paths
 from data_pipelines import preprocess
 from experiments import attention_figure
 from mesm_jax import predict
@@ -137,7 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result['clip_id'] = clip_id
       if args.attention and predictor.config.model == 'mesm':
         result['attention'] = str(attention_figure.write(
-            Path(args.attention) / f'{clip_id or Path(video).stem}.png',
+            paths.as_path(args.attention) /
+            f'{clip_id or Path(video).stem}.png',
             features[0],
             predictor.attention(features[0]),
             f'{Path(video).name}: predicted {", ".join(result["predicted"])}'

@@ -25,12 +25,19 @@ built once (``run.py --prepare_only``) before the cells start.
 
 Each attempt is logged in ``<workdirs>/G/sweep_runs.jsonl`` (cell, exit code,
 seconds, devices); ``sweep.json`` there records the grid and every cell's
-flags.  The driver imports neither TensorFlow nor JAX: each cell is a
+flags.  The driver imports neither TensorFlow nor JAX (but for a ``gs://``
+``--workdirs``, which it reads through TensorFlow's client): each cell is a
 process of its own (``sweep.py cell``), so a crash costs one cell.
+
+``--workdirs`` may be a ``gs://`` URL (``data_pipelines.paths``).  A cell's
+output then goes to a local copy of its ``sweep.log``
+(``paths.local_path``) while it runs and is added to the bucket's
+``sweep.log`` when the attempt ends.
 """
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +52,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from etils import epath
+
+from data_pipelines import paths
 from experiments import grids
 from mesm_jax import configs
 from mesm_jax.train import flags
@@ -69,7 +79,8 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                   help=f'one of {sorted(grids.GRIDS)}, or a JSON file '
                        '(experiments/grids.py)')
   ap.add_argument('--workdirs', default='workdirs',
-                  help='cells train in <workdirs>/<grid>/<cell>')
+                  help='cells train in <workdirs>/<grid>/<cell> (a folder or '
+                       'gs://)')
   ap.add_argument('--seeds', default='',
                   help="comma-separated seeds, replacing the grid's")
   ap.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
@@ -108,7 +119,7 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap.error(str(e))
   for key in ('data_dir', 'raw_dir'):
     if getattr(args, key):
-      args.base[key] = str(Path(getattr(args, key)).expanduser().resolve())
+      args.base[key] = str(paths.resolve(getattr(args, key)))
   return args
 
 
@@ -140,7 +151,7 @@ def check_cells(cells: List[grids.Cell]) -> Dict[str, Dict[str, Any]]:
   return out
 
 
-def _load(path: Path) -> Optional[Dict[str, Any]]:
+def _load(path: epath.Path) -> Optional[Dict[str, Any]]:
   try:
     return json.loads(path.read_text())
   except (OSError, json.JSONDecodeError):
@@ -158,7 +169,7 @@ def differing_fields(cell: grids.Cell, config: Dict[str, Any],
           and done.get(k) != config[k]]
 
 
-def cell_state(workdir: Path, cell: grids.Cell, config: Dict[str, Any],
+def cell_state(workdir: epath.Path, cell: grids.Cell, config: Dict[str, Any],
                need_flops: bool = True) -> str:
   """done | flops only | resume | new | other settings."""
   results = _load(workdir / RESULTS)
@@ -217,27 +228,43 @@ def _python() -> List[str]:
   return [sys.executable]
 
 
-def prepare_data(cell: grids.Cell, log: Path) -> None:
+@contextlib.contextmanager
+def _log(path: epath.Path):
+  """A local file to add to the log ``path`` (e.g. a process's output).
+
+  ``path`` itself, opened to append, when it is local; for a bucket a
+  local copy (``paths.local_path``), added to ``path`` when closed.
+  """
+  local = paths.local_path(path)
+  local.parent.mkdir(parents=True, exist_ok=True)
+  remote = paths.is_remote(path)
+  with open(local, 'w' if remote else 'a') as f:
+    yield f
+  if remote:
+    paths.append_text(path, local.read_text(errors='replace'))
+
+
+def prepare_data(cell: grids.Cell, log: epath.Path) -> None:
   """Build the cell's TFDS data once, before cells run side by side."""
   command = _python() + [str(ROOT / 'experiments' / 'run.py'),
                          *cell_argv(cell), '--prepare_only']
   print(f'preparing the data: {shlex.join(command[1:])}', flush=True)
-  log.parent.mkdir(parents=True, exist_ok=True)
-  with open(log, 'a') as f:
+  with _log(log) as f:
     rc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT).returncode
   if rc:
     raise RuntimeError(f'building the data failed (exit {rc}); see {log}:\n'
                        + _tail(log))
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: epath.Path, lines: int = 15) -> str:
   try:
-    return '\n'.join(path.read_text(errors='replace').splitlines()[-lines:])
+    text = paths.local_path(path).read_text(errors='replace')
+    return '\n'.join(text.splitlines()[-lines:])
   except OSError:
     return ''
 
 
-def _summary(workdir: Path, dataset: str) -> str:
+def _summary(workdir: epath.Path, dataset: str) -> str:
   results = _load(workdir / RESULTS) or {}
   m = results.get('metrics', {})
   first = 'acc' if dataset == 'iemocap' or 'test/mosei_wacc/avg' not in m \
@@ -250,13 +277,14 @@ def _summary(workdir: Path, dataset: str) -> str:
 class Runner:
   """Runs cells in ``parallel`` slots, logging each attempt."""
 
-  def __init__(self, root: Path, shares: List[Dict[str, str]], total: int,
-               need_flops: bool):
+  def __init__(self, root: epath.Path, shares: List[Dict[str, str]],
+               total: int, need_flops: bool):
     self.root, self.need_flops, self.total = root, need_flops, total
     self.slots = queue.Queue()
     for share in shares:
       self.slots.put(share)
     self.lock = threading.Lock()
+    self.runs = paths.JsonLines(root / RUNS)
     self.started = 0
 
   def run(self, cell: grids.Cell, state: str) -> int:
@@ -280,7 +308,7 @@ class Runner:
       print(f'[{self.started}/{self.total}] {cell.name}: {state}{where}',
             flush=True)
     start = time.time()
-    with open(workdir / LOG, 'a') as f:
+    with _log(workdir / LOG) as f:
       f.write(f'\n# {time.strftime("%Y-%m-%d %H:%M:%S")} '
               f'{shlex.join(command)}\n')
       f.flush()
@@ -292,8 +320,7 @@ class Runner:
               'host': socket.gethostname(),
               'finished': time.strftime('%Y-%m-%dT%H:%M:%S')}
     with self.lock:
-      with open(self.root / RUNS, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+      self.runs.append(record)
       took = f'{seconds / 60:.1f} min'
       if rc == 0:
         print(f'  {cell.name}: done in {took}; '
@@ -308,7 +335,7 @@ def sweep(args: argparse.Namespace) -> int:
   grid = grids.get_grid(args.grid)
   cells = grids.expand(grid, args.seeds, base=args.base, axes=args.axes)
   configs = check_cells(cells)
-  root = Path(args.workdirs).expanduser().resolve() / grid.name
+  root = paths.resolve(args.workdirs) / grid.name
   states = {c.name: cell_state(root / c.name, c, configs[c.name],
                                not args.no_flops) for c in cells}
   counts = {s: sum(v == s for v in states.values())
@@ -370,7 +397,7 @@ def flops_key(config) -> str:
   return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def same_flops(workdir: Path, key: str) -> Optional[Dict[str, Any]]:
+def same_flops(workdir: epath.Path, key: str) -> Optional[Dict[str, Any]]:
   """A sibling cell's ``flops.json`` counted for the same ``key``."""
   for path in sorted(workdir.parent.glob(f'*/{FLOPS}')):
     counted = _load(path)
@@ -388,7 +415,7 @@ def run_cell(argv: Sequence[str]) -> int:
   need_flops = '--no_flops' not in argv
   argv = [a for a in argv if a != '--no_flops']
   config, args = flags.parse(argv)
-  workdir = Path(args.workdir)
+  workdir = paths.as_path(args.workdir)
   # pylint: disable=g-import-not-at-top
   from mesm_jax.train import main as train_main
   if not (workdir / RESULTS).is_file():

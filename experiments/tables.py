@@ -33,10 +33,14 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from etils import epath
 import numpy as np
+
+from data_pipelines import paths
 
 PUBLISHED = Path(__file__).with_name('published.csv')
 IGNORED = ('seed', 'data_dir', 'raw_dir', 'beam_options')  # not a row's settings
+SKIPPED = ('checkpoints', 'tensorboard')  # folders of a run with no config
 MODEL_NAMES = {'fe2e': 'FE2E', 'mesm': 'MESM', 'lf_lstm': 'LF-LSTM',
                'lf_trans': 'LF-TRANS', 'mult': 'MulT', 'emoembs': 'EmoEmbs'}
 # Row order: the baselines as in the paper's tables, then FE2E, then MESM.
@@ -47,14 +51,20 @@ END_TO_END = ('fe2e', 'mesm')
 # --------------------------------------------------------------- reading
 
 
-def find_runs(dirs: Sequence[str]) -> Tuple[List[Dict[str, Any]], List[Path]]:
-  """Finished runs (results + flops) under ``dirs``, and unfinished dirs."""
+def find_runs(dirs: Sequence[str]
+              ) -> Tuple[List[Dict[str, Any]], List[epath.Path]]:
+  """Finished runs (results + flops) under ``dirs``, and unfinished dirs.
+
+  A directory is a folder or a ``gs://`` URL (``data_pipelines.paths``);
+  the work directories' checkpoints and TensorBoard folders are not
+  searched.
+  """
   runs, unfinished = [], []
   for d in dirs:
-    d = Path(d)
+    d = paths.as_path(d)
     if not d.is_dir():
       raise FileNotFoundError(f'{d}: no such directory')
-    for config in sorted(d.glob('**/config.json')):
+    for config in paths.find_files(d, 'config.json', skip=SKIPPED):
       workdir = config.parent
       results = workdir / 'results.json'
       if not results.is_file():
@@ -332,7 +342,8 @@ def top_p_table(dataset: str, rows: List[Row], split: str) -> Table:
   return t
 
 
-def top_p_plot(dataset: str, rows: List[Row], split: str, path: Path) -> None:
+def top_p_plot(dataset: str, rows: List[Row], split: str,
+               path: epath.Path) -> None:
   """F1 and WAcc/Acc against p and against effective GFLOPs (PNG)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -364,21 +375,23 @@ def top_p_plot(dataset: str, rows: List[Row], split: str, path: Path) -> None:
   fig.suptitle(f'MESM top-p sweep on {dataset} (mean ± std over '
                f"{'/'.join(map(str, n))} seeds)")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=120)
   plt.close(fig)
+  path.write_bytes(png.getvalue())
 
 
 # --------------------------------------------------------------- main
 
 
 def write_tables(dirs: Sequence[str], out: Optional[str] = None,
-                 split: str = 'test') -> Dict[str, Path]:
+                 split: str = 'test') -> Dict[str, epath.Path]:
   """Writes every table the runs support; returns {name: path}."""
   runs, unfinished = find_runs(dirs)
   if not runs:
     raise FileNotFoundError(f'no finished run (results.json) under '
                             f'{", ".join(map(str, dirs))}')
-  out_dir = Path(out) if out else Path(dirs[0]) / 'tables'
+  out_dir = paths.as_path(out) if out else paths.as_path(dirs[0]) / 'tables'
   out_dir.mkdir(parents=True, exist_ok=True)
   published = read_published()
   written, text = {}, []

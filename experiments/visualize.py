@@ -15,7 +15,6 @@ emotion, the N clips the model is most confident have it.
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_pipelines import paths
 from experiments import attention_figure
 from mesm_jax import input_pipeline
 from mesm_jax import predict
@@ -32,14 +32,15 @@ from mesm_jax import predict
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='python experiments/visualize.py',
                               description=__doc__.split('\n')[0])
-  p.add_argument('--workdir', required=True, help='a MESM training run')
+  p.add_argument('--workdir', required=True,
+                 help='a MESM training run (a folder or gs://)')
   p.add_argument('--split', default='test', help='train | valid | test')
   p.add_argument('--clip_ids', default='',
                  help='comma-separated clip ids to draw')
   p.add_argument('--top_k', type=int, default=0,
                  help='per emotion, the k clips with the highest probability')
   p.add_argument('--out_dir', default='attention',
-                 help='where the PNG and .npz files go')
+                 help='where the PNG and .npz files go (a folder or gs://)')
   return p
 
 
@@ -88,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not wanted:
     print('error: name clips with --clip_ids or --top_k', file=sys.stderr)
     return 2
-  out_dir, done = Path(args.out_dir), set()
+  out_dir, done = paths.as_path(args.out_dir), set()
   for clip_id, batch in _clip_batches(predictor, args.split):
     if clip_id not in wanted:
       continue

@@ -249,7 +249,7 @@ def load(workdir: str, checkpoint: str = 'best') -> Predictor:
         f'{workdir} trained the baseline {config.model!r}, which reads '
         'hand-crafted feature sequences (features_e2e), not video: predict '
         f'runs the end-to-end models {models.END_TO_END} only')
-  ckpt_root = Path(workdir) / 'checkpoints' / checkpoint
+  ckpt_root = workdir_lib.path(workdir, 'checkpoints', checkpoint)
   if not ckpt_root.is_dir():  # before Checkpoints(), which creates folders
     raise FileNotFoundError(f'no {checkpoint} checkpoint in {ckpt_root}; '
                             'train first')

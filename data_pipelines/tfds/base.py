@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import paths
 from data_pipelines import preprocess
 from data_pipelines import readers
 from data_pipelines import text
@@ -272,8 +273,10 @@ class E2EBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     raw_dir = Path(dl_manager.manual_dir)
-    cache_dir = Path(dl_manager.download_dir) / 'preprocess_cache' / (
-        self._cache_key(raw_dir))
+    # A gs:// download dir (``tfds build --data_dir gs://...``) gets a local
+    # folder: the cache is written with local file operations.
+    cache_dir = paths.local_path(dl_manager.download_dir) / (
+        'preprocess_cache') / self._cache_key(raw_dir)
     splits_dir = self.splits_dir_for(raw_dir)
     if splits_dir is not None and not splits_dir.is_dir():
       raise FileNotFoundError(

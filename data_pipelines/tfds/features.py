@@ -80,6 +80,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import audio
 from data_pipelines import features
+from data_pipelines import paths
 from data_pipelines import preprocess
 from data_pipelines import readers
 from data_pipelines.readers import manifest as manifest_reader
@@ -292,7 +293,8 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
     if c.source == 'pickle':
       return self._pickle_splits(raw_dir)
     if c.source == 'raw':
-      return self._raw_splits(raw_dir, Path(dl_manager.download_dir))
+      return self._raw_splits(raw_dir,
+                              paths.local_path(dl_manager.download_dir))
     truth = json.loads((raw_dir / 'ground_truth.json').read_text())
     self.info.metadata['source'] = {
         'raw_dir': str(raw_dir.resolve()),

@@ -5,6 +5,13 @@ prepared builder, building it from the raw release (the TFDS manual dir) when
 the data dir does not hold it yet.  The synthetic dataset is generated into
 ``<data_dir>/synthetic_raw`` first.  Nothing is downloaded.
 
+The data dir may be a ``gs://`` URL (``data_pipelines.paths``): TFDS writes
+and reads the built data there itself.  What the build needs as local files
+stays local, in ``paths.local_path(data_dir)``: the synthetic raw clips
+(``synthetic_raw/``) and TFDS's download dir (``downloads/``: the per-clip
+preprocessing cache, skip logs); for a local data dir that is the data dir
+itself, as before.
+
 ``builder_config(dataset, ...)`` picks the named builder config that stores
 the same data as the given settings, or makes a new one named after them, so
 a config that matches the paper's settings reuses ``albert`` etc.
@@ -13,13 +20,16 @@ a config that matches the paper's settings reuses ``albert`` etc.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from absl import logging
+from etils import epath
 import tensorflow_datasets as tfds
 
+from data_pipelines import paths
 from data_pipelines import synthetic
 from data_pipelines.tfds import base
 from data_pipelines.tfds import features as features_tfds
@@ -60,8 +70,33 @@ def builder_config(dataset: str, **settings) -> base.E2EConfig:
   return wanted
 
 
-def data_dir_path(data_dir: str | Path | None) -> Path:
-  return Path(data_dir or DEFAULT_DATA_DIR).expanduser()
+def data_dir_path(data_dir: str | Path | None) -> epath.Path:
+  """The data dir (default ``~/tensorflow_datasets``); a URL stays a URL."""
+  return paths.as_path(data_dir or DEFAULT_DATA_DIR)
+
+
+def synthetic_raw_dir(raw_dir: str | Path | None,
+                      data_dir: str | Path | None) -> Path:
+  """``raw_dir`` if given, else ``<data_dir>/synthetic_raw`` (a local
+  folder for a ``gs://`` data dir: ``paths.local_path``)."""
+  if raw_dir:
+    return Path(raw_dir).expanduser()
+  return paths.local_path(data_dir_path(data_dir)) / SYNTHETIC_RAW
+
+
+def download_dir(data_dir: str | Path | None) -> Path:
+  """TFDS's download dir for a build into ``data_dir``: the preprocessing
+  cache and skip logs, ``<data_dir>/downloads``, local for a bucket."""
+  return paths.local_path(data_dir_path(data_dir)) / 'downloads'
+
+
+def _download_and_prepare(builder, data_dir, raw_dir) -> None:
+  """Builds from the manual dir ``raw_dir``; nothing is downloaded."""
+  tfds.disable_progress_bar()  # one bar per split: the preprocessing's
+  builder.download_and_prepare(
+      download_dir=os.fspath(download_dir(data_dir)),
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=str(raw_dir or ''), try_download_gcs=False))
 
 
 def get_builder(dataset: str, config: base.E2EConfig, *,
@@ -124,13 +159,21 @@ def prepare(dataset: str, config: base.E2EConfig, *,
   if builder.is_prepared():
     check_source(builder, raw_dir)
     if dataset == 'synthetic':
-      check_synthetic_clips(Path(raw_dir or data_dir / SYNTHETIC_RAW),
+      check_synthetic_clips(synthetic_raw_dir(raw_dir, data_dir),
                             synthetic_clips)
     if progress:
       print(f'TFDS data {name}: {builder.data_dir}', flush=True)
     return builder
+  if beam_options and paths.is_remote(data_dir):
+    raise ValueError(
+        f'beam_options: Beam workers share the per-clip cache in the data '
+        f'dir\'s downloads/ folder, a path every worker must see; for the '
+        f'bucket {data_dir} that folder is local to this machine '
+        f'({download_dir(data_dir)}). Build without Beam (local processes '
+        f'write the data to the bucket), or with Beam into a shared folder '
+        f'and copy the result to {data_dir}.')
   if dataset == 'synthetic':
-    raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
+    raw_dir = synthetic_raw_dir(raw_dir, data_dir)
     write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=seed)
   elif dataset == 'manifest':  # its files are named in it
     raw_dir = Path(builder.builder_config.manifest).expanduser().parent
@@ -138,10 +181,8 @@ def prepare(dataset: str, config: base.E2EConfig, *,
       Path(raw_dir).iterdir()):
     raise FileNotFoundError(missing_data_message(builder, raw_dir, data_dir))
   logging.info('Building %s from %s into %s', name, raw_dir, data_dir)
-  tfds.disable_progress_bar()  # one bar per split: the preprocessing's
   # (Beam options, if any, come from the builder: ``get_builder``.)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(raw_dir), try_download_gcs=False))
+  _download_and_prepare(builder, data_dir, raw_dir)
   return builder
 
 
@@ -286,7 +327,7 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
     if named.name == config.name:  # TFDS wants the class's own object
       config = named
   if dataset == 'synthetic':
-    raw_dir = Path(raw_dir or data_dir / SYNTHETIC_RAW)
+    raw_dir = synthetic_raw_dir(raw_dir, data_dir)
     splits_dir = splits_dir or raw_dir / 'splits'
   builder = features_tfds.FeaturesE2e(config=config, data_dir=str(data_dir),
                                       splits_dir=splits_dir)
@@ -313,9 +354,7 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
         f'(--raw_dir), {raw_dir} is not a directory.')
   if progress:
     print(f'Building {name} (once) into {data_dir}', flush=True)
-  tfds.disable_progress_bar()
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(raw_dir or ''), try_download_gcs=False))
+  _download_and_prepare(builder, data_dir, raw_dir)
   if progress and source == 'raw':
     print(skip_summary(builder), flush=True)
   return builder

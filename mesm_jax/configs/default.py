@@ -62,13 +62,15 @@ FIELDS: Dict[str, Field] = {
         choices=DATASETS),
     'data_dir': Field(
         '',
-        "TFDS data directory; '' = ~/tensorflow_datasets. The prepared data "
-        'is built there once and read by every run'),
+        "TFDS data directory, a folder or gs://bucket/path; '' = "
+        '~/tensorflow_datasets. The prepared data is built there once and '
+        'read by every run'),
     'raw_dir': Field(
         '',
         "directory of the raw release (or the authors' processed folders, "
         'docs/data.md) to build the TFDS data from; only read while '
-        "building; '' for synthetic: <data_dir>/synthetic_raw"),
+        "building; '' for synthetic: <data_dir>/synthetic_raw (for a gs:// "
+        'data_dir a local folder, docs/training.md)'),
     'manifest': Field(
         '',
         "dataset 'manifest' only: CSV or JSONL file, one row per clip "

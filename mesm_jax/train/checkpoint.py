@@ -13,24 +13,29 @@ Two ``ocp.CheckpointManager``s under ``<workdir>/checkpoints``:
   the epoch, thresholds and metrics it reached.
 
 orbax writes each step into a temporary directory and renames it when
-complete, so a run killed at any moment leaves the previous checkpoint
-readable.  A checkpoint that fails to restore anyway (a file truncated or
-lost later) is reported by step and path, and the next older one is used.  Saves are synchronous: the state is small, and the NaN check runs
-before each save.
+complete (on ``gs://``, where there is no rename, it writes the step in
+place and marks it complete with a ``commit_success.txt`` written last), so
+a run killed at any moment leaves the previous checkpoint readable.  A
+checkpoint that fails to restore anyway (a file truncated or lost later) is
+reported by step and path, and the next older one is used.  Saves are
+synchronous: the state is small, and the NaN check runs before each save.
 """
 
 import contextlib
 import io
 import os
-from pathlib import Path
 import time
 from typing import Any, Dict, Optional, Tuple
 
 from absl import logging
+from etils import epath
 import orbax.checkpoint as ocp
 
+from data_pipelines import paths
 
-def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
+
+def _manager(directory: epath.Path,
+             max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
   return ocp.CheckpointManager(directory, options=options,
@@ -45,7 +50,7 @@ class Checkpoints:
   """The ``latest`` and ``best`` managers of one work directory."""
 
   def __init__(self, workdir: str, keep_latest: int = 2):
-    root = Path(workdir).absolute() / 'checkpoints'
+    root = paths.absolute(workdir) / 'checkpoints'
     self.latest = _manager(root / 'latest', max_to_keep=keep_latest)
     self.best = _manager(root / 'best', max_to_keep=1)
     self.notes = []  # what a restore skipped, for the run's log

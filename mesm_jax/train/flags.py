@@ -44,7 +44,8 @@ RUN_HELP = {
               "or path.py:arg, as ml_collections' config_flags); it replaces "
               'the named config of --dataset / --model, and the flags below '
               '(or --config.<field>=value) override its fields',
-    'workdir': 'directory of the run: config.json, checkpoints, '
+    'workdir': 'directory of the run (a folder or gs://bucket/path): '
+               'config.json, checkpoints, '
                'metrics.jsonl, TensorBoard logs, results.json; a rerun in the '
                "same workdir resumes, with the workdir's saved config (flags "
                'given again override only what they name). '

@@ -2,20 +2,22 @@
 
 Only process 0 writes or prints.  Files in the work directory:
 ``metrics.jsonl`` (one JSON object per log point: training scalars every
-``log_every_steps`` steps, all valid/test metrics at each epoch end),
-TensorBoard event files under ``tensorboard/``.
+``log_every_steps`` steps, all valid/test metrics at each epoch end;
+``data_pipelines.paths.JsonLines``: appended locally, the object uploaded
+again at each point on ``gs://``), TensorBoard event files under
+``tensorboard/`` (tf.summary, which writes ``gs://`` itself).
 """
 
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from etils import epath
 import jax
 import numpy as np
 import tqdm
 
+from data_pipelines import paths
 from mesm_jax.train import workdir
 
 
@@ -28,7 +30,8 @@ class RunLogger:
 
   def __init__(self, workdir: str, enabled: Optional[bool] = None):
     self.enabled = is_main() if enabled is None else enabled
-    self.workdir = Path(workdir)
+    self.workdir = paths.as_path(workdir)
+    self._metrics = paths.JsonLines(self.workdir / 'metrics.jsonl')
     self._tb = None
     if self.enabled:
       self.workdir.mkdir(parents=True, exist_ok=True)
@@ -39,9 +42,8 @@ class RunLogger:
       return
     values = {k: float(v) for k, v in values.items()
               if np.ndim(v) == 0 and v is not None}
-    record = {'step': int(step), **extra, **workdir.to_jsonable(values)}
-    with open(self.workdir / 'metrics.jsonl', 'a') as f:
-      f.write(json.dumps(record, sort_keys=True) + '\n')
+    self._metrics.append({'step': int(step), **extra,
+                          **workdir.to_jsonable(values)})
     if self._tb is not None:
       self._tb.scalars(int(step), values)
 
@@ -57,7 +59,7 @@ class RunLogger:
 class _TensorBoard:
   """Scalars as TensorBoard event files (tf.summary)."""
 
-  def __init__(self, tf, directory: Path):
+  def __init__(self, tf, directory: epath.Path):
     self._tf = tf
     self._writer = tf.summary.create_file_writer(str(directory))
 
@@ -72,7 +74,7 @@ class _TensorBoard:
     self._writer.close()
 
 
-def _tensorboard_writer(directory: Path) -> Optional[_TensorBoard]:
+def _tensorboard_writer(directory: epath.Path) -> Optional[_TensorBoard]:
   """A writer, or None (with a warning) when TensorBoard is missing."""
   try:
     import tensorboard  # pylint: disable=g-import-not-at-top,unused-import

@@ -453,7 +453,8 @@ def write_results(ctx, run: RunState, seconds: float) -> Dict[str, Any]:
              'pos_weight': dict(zip(ctx.emotions, run.pos_weight)),
              'metrics': best['metrics'], 'seconds_this_run': seconds}
   if log_lib.is_main():
-    workdir_lib.write_json_atomic(Path(ctx.workdir) / 'results.json', results)
+    workdir_lib.write_json_atomic(workdir_lib.path(ctx.workdir, 'results.json'),
+                                  results)
     ctx.logger.write(summary(ctx, results))
   return results
 
@@ -464,7 +465,7 @@ def summary(ctx, results, filename: str = 'results.json') -> str:
                    for s in ('valid', 'test') for k in ctx.headline)
   return (f'best epoch {results["best_epoch"]}: {head}\n'
           f'{log_lib.format_metrics(m, "test/")}\n'
-          f'results: {Path(ctx.workdir) / filename}')
+          f'results: {workdir_lib.path(ctx.workdir, filename)}')
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -476,9 +477,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   restored = ctx.ckpts.restore_best(ctx.host_target())
   if restored is None:
     raise FileNotFoundError(
-        f'no best checkpoint in '
-        f'{Path(workdir).absolute() / "checkpoints" / "best"};'
-        f' train first (the same command without --eval_only)')
+        f'no best checkpoint in {ctx.ckpts.best.directory}; train first '
+        '(the same command without --eval_only)')
   state_dict, best = restored
   # The training labels give the run's positive weights again (the latest
   # checkpoint, which also holds them, may be gone or broken).
@@ -490,7 +490,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
              'thresholds': dict(zip(ctx.emotions, thresholds.tolist())),
              'metrics': values}
   if log_lib.is_main():
-    workdir_lib.write_json_atomic(Path(workdir) / 'eval_results.json', results)
+    workdir_lib.write_json_atomic(
+        workdir_lib.path(workdir, 'eval_results.json'), results)
     ctx.logger.write(summary(ctx, results, 'eval_results.json') + '\n' +
                      log_lib.format_metrics(values, 'valid/'))
   ctx.ckpts.close()

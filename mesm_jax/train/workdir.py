@@ -1,5 +1,10 @@
 """The JSON files of a work directory, its own config among them.
 
+A work directory is a local path or a ``gs://`` URL: every path goes through
+``data_pipelines.paths`` (etils.epath; on a bucket, TensorFlow's gs://
+client), whose rules say what differs (atomic writes, appending to
+``metrics.jsonl``).
+
 ``<workdir>/config.json`` is written when a run starts (atomically) and is
 the base config of every later command in that directory: ``--eval_only``,
 a resumed run and ``predict`` need no flag repeated.  Flags given again
@@ -9,14 +14,13 @@ use the saved checkpoints and is refused with the field's old and new value.
 """
 
 import json
-import os
-from pathlib import Path
-import tempfile
 from typing import Any, Dict, Iterable, List, Optional
 
+from etils import epath
 import ml_collections
 import numpy as np
 
+from data_pipelines import paths
 from mesm_jax import configs
 
 CONFIG_FILE = 'config.json'
@@ -32,13 +36,18 @@ SHAPE_FIELDS = (
     'features_pickle', 'openface_dir', 'glove_path')
 
 
-def config_path(workdir: str) -> Path:
-  return Path(workdir) / CONFIG_FILE
+def path(workdir: str, *names: str) -> epath.Path:
+  """``workdir`` joined with ``names`` (local or ``gs://``)."""
+  return paths.as_path(workdir).joinpath(*names)
+
+
+def config_path(workdir: str) -> epath.Path:
+  return path(workdir, CONFIG_FILE)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Writes ``config`` to ``<workdir>/config.json`` (temporary file + rename)."""
-  write_json_atomic(str(config_path(workdir)), config.to_dict())
+  """Writes ``config`` to ``<workdir>/config.json`` (``write_json_atomic``)."""
+  write_json_atomic(config_path(workdir), config.to_dict())
 
 
 def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
@@ -50,15 +59,12 @@ def load_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
   A workdir from before ``config.json`` existed is read from the config in
   its ``results.json``.
   """
-  path = config_path(workdir)
-  results = Path(workdir) / 'results.json'
-  if not path.is_file() and not results.is_file():
+  saved = config_path(workdir)
+  results = path(workdir, 'results.json')
+  source = saved if saved.is_file() else results
+  if not source.is_file():
     return None
-  source = path if path.is_file() else results
-  try:
-    values = json.loads(source.read_text())
-  except ValueError as e:
-    raise ValueError(f'{source} is not valid JSON ({e})') from e
+  values = read_json(source)
   if source == results:
     values = values.get('config') or {}
   dataset = values.get('dataset')
@@ -96,13 +102,17 @@ def to_jsonable(x: Any) -> Any:
   return x
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Write JSON to a temporary file beside ``path``, then rename it."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  with os.fdopen(fd, 'w') as f:
-    json.dump(to_jsonable(obj), f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+def write_json_atomic(file: paths.PathLike, obj: Any) -> None:
+  """JSON to ``file``, whole or not at all (``paths.write_text_atomic``:
+  locally a temporary file renamed over it; on a bucket one upload)."""
+  paths.write_text_atomic(file, json.dumps(to_jsonable(obj), indent=2,
+                                           sort_keys=True))
+
+
+def read_json(file: paths.PathLike) -> Any:
+  """The JSON in ``file``; ValueError naming the file if it is not JSON."""
+  file = paths.as_path(file)
+  try:
+    return json.loads(file.read_text())
+  except ValueError as e:
+    raise ValueError(f'{file} is not valid JSON ({e})') from e
