@@ -14,8 +14,9 @@ cannot drift from training:
    (caps to ``max_frames`` / ``max_chunks``, padding to the length bucket)
    and ``finish_batch`` (face normalisation, float32 spectrograms), called
    eagerly;
-4. the evaluation step of the training loop (``mesm_jax.train.step.eval_step``
-   through the loop's runner) on the restored state.
+4. the model in inference mode on the restored weights
+   (``mesm_jax.restore``: parameters and BatchNorm statistics only), and the
+   sigmoid of its logits in float32, as the evaluation step computes them.
 
 A clip of a built split therefore gets the probabilities the evaluation of
 that split gives it (tests/test_predict.py checks this).  ``experiments/
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
-import ml_collections
+import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
@@ -37,18 +38,11 @@ from data_pipelines import preprocess
 from data_pipelines.readers.common import Clip
 from data_pipelines.tfds import base as tfds_base
 from data_pipelines.tfds import prepare
-import mesm_jax
 from mesm_jax import input_pipeline
-from mesm_jax import models
+from mesm_jax import restore as restore_lib
 from mesm_jax import text as text_lib
-from mesm_jax.train import checkpoint as ckpt_lib
-from mesm_jax.train import data as data_lib
-from mesm_jax.train import loop
-from mesm_jax.train import parallel
-from mesm_jax.train import step as step_lib
-from mesm_jax.train import workdir as workdir_lib
 
-CHECKPOINTS = ('best', 'latest')
+CHECKPOINTS = restore_lib.CHECKPOINTS
 
 
 class Predictor:
@@ -65,31 +59,31 @@ class Predictor:
     checkpoint: {'kind': 'best' | 'latest', 'step': int, 'epoch': int|None}.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
-               state: step_lib.TrainState, checkpoint: Dict[str, Any],
+  def __init__(self, restored: restore_lib.Restored, workdir: str,
                emotions: Sequence[str], labels_from: str,
                thresholds: Optional[Sequence[float]]):
-    self.config = ml_collections.FrozenConfigDict(config)
+    self.config = restored.config
     self.workdir = str(workdir)
     self.emotions = tuple(emotions)
     self.labels_from = labels_from
     self.thresholds = (None if thresholds is None else
                        np.asarray(thresholds, np.float64))
-    self.checkpoint = checkpoint
+    # 'epoch': the best epoch (1-based), or the epochs a latest state finished.
+    self.checkpoint = {'kind': restored.kind, 'step': restored.step,
+                       'epoch': restored.meta.get('epoch'),
+                       'notes': restored.notes}
     self._tokenizer = text_lib.get_tokenizer(self.config)
     self._shapes = input_pipeline.bucket_shapes(self.config.max_frames,
                                                 self.config.max_chunks)
-    # The training loop's evaluation path, on one device: one clip a call.
-    self._runner = parallel.make_runner('pmap', jax.local_devices()[:1])
-    self._state = self._runner.put_state(state)
+    self._variables = jax.device_put(restored.variables)
+    apply = functools.partial(restored.model.apply, train=False)
+    # The evaluation step's probabilities: float32 sigmoid of the logits.
+    self._probs = jax.jit(lambda v, b: jax.nn.sigmoid(
+        apply(v, b)['logits'].astype(jnp.float32)))
     # The attention path: the same model and weights, applied with the
     # 'intermediates' collection mutable (the training step never is).
-    self._variables = {'params': state.params,
-                       'batch_stats': state.batch_stats}
     self._apply_sown = jax.jit(functools.partial(
-        mesm_jax.build_model(self.config).apply, train=False,
-        mutable=['intermediates']))
-    self._pos_weight = np.ones((self.config.num_emotions,), np.float32)
+        apply, mutable=['intermediates']))
 
   @property
   def needs_text(self) -> bool:
@@ -149,11 +143,10 @@ class Predictor:
     return batch, used
 
   def probabilities(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
-    """Sigmoid probabilities [B, E] of a batch, by the loop's eval step."""
-    out = self._runner.eval_step(self._state, step_lib.model_inputs(batch),
-                                 self._pos_weight)
-    return np.asarray(out['probs'], np.float64)[np.asarray(out['clip_mask'],
-                                                           bool)]
+    """Sigmoid probabilities [B, E] of the batch's real clips."""
+    probs = self._probs(self._variables, _model_inputs(batch))
+    keep = np.asarray(batch.get('clip_mask', np.ones(len(probs), bool)), bool)
+    return np.asarray(probs, np.float64)[keep]
 
   def attention(self, batch: Dict[str, np.ndarray]
                 ) -> Dict[str, Dict[str, np.ndarray]]:
@@ -167,7 +160,7 @@ class Predictor:
     """
     if self.config.model != 'mesm':
       raise ValueError('FE2E has no cross-modal attention (model=fe2e)')
-    _, sown = self._apply_sown(self._variables, step_lib.model_inputs(batch))
+    _, sown = self._apply_sown(self._variables, _model_inputs(batch))
     out = {}
     for branch, frames_key in (('visual', 'face_mask'), ('audio', 'spec_mask')):
       per_stage = sown.get('intermediates', {}).get(f'{branch}_cnn', {})
@@ -228,7 +221,7 @@ def load(workdir: str, checkpoint: str = 'best') -> Predictor:
 
   Args:
     workdir: a training run's work directory (``config.json`` and
-      ``checkpoints/`` in it).
+      ``checkpoints/`` in it; a folder or ``gs://``).
     checkpoint: 'best' (the best validation epoch) or 'latest'.
 
   Raises:
@@ -236,63 +229,16 @@ def load(workdir: str, checkpoint: str = 'best') -> Predictor:
     ValueError: an unknown ``checkpoint``; a baseline's workdir (no video
       input).
   """
-  if checkpoint not in CHECKPOINTS:
-    raise ValueError(f'checkpoint must be one of {CHECKPOINTS}, got '
-                     f'{checkpoint!r}')
-  config = workdir_lib.load_config(workdir)
-  if config is None:
-    raise FileNotFoundError(
-        f'no saved config {workdir_lib.config_path(workdir)}: not a training '
-        'work directory (a run writes it when it starts)')
-  if config.model not in models.END_TO_END:
-    raise ValueError(
-        f'{workdir} trained the baseline {config.model!r}, which reads '
-        'hand-crafted feature sequences (features_e2e), not video: predict '
-        f'runs the end-to-end models {models.END_TO_END} only')
-  ckpt_root = workdir_lib.path(workdir, 'checkpoints', checkpoint)
-  if not ckpt_root.is_dir():  # before Checkpoints(), which creates folders
-    raise FileNotFoundError(f'no {checkpoint} checkpoint in {ckpt_root}; '
-                            'train first')
-  model = loop.build_model(config)
-  fresh = loop.init_state(config, model, _sample_batch(config))
-  ckpts = ckpt_lib.Checkpoints(workdir)
-  try:
-    restore = (ckpts.restore_best if checkpoint == 'best'
-               else ckpts.restore_latest)
-    restored = restore(fresh.to_dict())
-    if restored is None:
-      raise FileNotFoundError(f'no {checkpoint} checkpoint in {ckpt_root}; '
-                              'train first')
-    state_dict, meta = restored
-    best = ckpts.best_meta()
-    notes = list(ckpts.notes)  # checkpoints skipped as broken
-  finally:
-    ckpts.close()
+  restored = restore_lib.restore(workdir, checkpoint)
+  best = restored.best_meta
   thresholds = None if best is None else best.get('thresholds')
-  emotions, labels_from = label_names(config, best)
-  # 'epoch': the best epoch (1-based), or the epochs a latest state finished.
-  info = {'kind': checkpoint, 'step': int(state_dict['step']),
-          'epoch': meta.get('epoch'), 'notes': notes}
-  return Predictor(config, workdir, fresh.from_dict(state_dict), info,
-                   emotions, labels_from, thresholds)
+  emotions, labels_from = label_names(restored.config, best)
+  return Predictor(restored, workdir, emotions, labels_from, thresholds)
 
 
-def _sample_batch(config) -> Dict[str, np.ndarray]:
-  """An all-zero batch of one one-frame clip: the parameters' shapes.
-
-  Built by the pipeline's own per-clip rules, so its keys, dtypes and inner
-  shapes are those of real batches.
-  """
-  example = {
-      'faces': np.zeros((1, 48, 48, 3), np.uint8),
-      'spec': np.zeros((1, 128, 32), np.float16),
-      'text_ids': np.zeros((config.text_max_len,), np.int32),
-      'text_mask': np.ones((config.text_max_len,), np.int32),
-      'labels': np.zeros((config.num_emotions,), np.float32),
-      'clip_id': 'sample',
-  }
-  shapes = input_pipeline.bucket_shapes(config.max_frames, config.max_chunks)
-  return _one_clip_batch(example, config, shapes)[1]
+def _model_inputs(batch: Dict[str, Any]) -> Dict[str, Any]:
+  """The model's keys of a batch (no ``clip_id`` strings)."""
+  return {k: v for k, v in batch.items() if k != 'clip_id'}
 
 
 def _one_clip_batch(example: Dict[str, Any], config,
@@ -334,7 +280,7 @@ def label_names(config, best_meta: Optional[Dict[str, Any]]
         return names, 'tfds metadata'
   except Exception:  # pylint: disable=broad-except
     pass  # data moved or never built here: the fallbacks below
-  names = data_lib.EMOTIONS.get(config.dataset, ())
+  names = prepare.EMOTION_NAMES.get(config.dataset, ())
   if len(names) == n:
     return tuple(names), 'dataset'
   return tuple(f'emotion{i}' for i in range(n)), 'generic'

@@ -23,6 +23,7 @@ import pytest
 import mesm_jax
 from mesm_jax import configs
 from mesm_jax.models import INITS, pytorch_init
+from mesm_jax import restore as restore_lib
 from mesm_jax.train import loop
 
 D = 64          # trans_dim
@@ -192,7 +193,7 @@ def test_init_state_dispatches_on_config_init():
   for init in INITS:
     config = mesm_jax.get_config('smoke', 'fe2e')
     config.modalities, config.init = 't', init
-    model = loop.build_model(config)
+    model = restore_lib.build_model(config)
     states[init] = loop.init_state(config, model, _batch('t')).params
   flax, torch = states['flax'], states['pytorch']
   chex.assert_trees_all_equal(torch['text_encoder'], flax['text_encoder'])
@@ -205,4 +206,4 @@ def test_init_state_dispatches_on_config_init():
   with pytest.raises(ValueError, match='init must be one of'):
     configs.check(config)
   with pytest.raises(ValueError, match='init must be one of'):
-    loop.build_model(config)
+    restore_lib.build_model(config)

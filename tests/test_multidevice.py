@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent('''
     import json, sys
     import jax, numpy as np, optax
     import mesm_jax
+    from mesm_jax import restore as restore_lib
     from mesm_jax.train import loop, parallel
 
     def batch(config, b, seed):
@@ -52,7 +53,7 @@ SCRIPT = textwrap.dedent('''
 
     config = mesm_jax.get_config('smoke')
     config.dataset, config.dropout, config.lr = 'synthetic', 0.0, 3e-3
-    model = loop.build_model(config)
+    model = restore_lib.build_model(config)
     state = loop.init_state(config, model, batch(config, 8, 0))
     # SGD, not Adam: a conv bias right before BatchNorm has a zero gradient in
     # exact arithmetic, and Adam blows its rounding noise up to +-lr steps

@@ -24,6 +24,8 @@ from experiments import visualize
 from mesm_jax import input_pipeline
 from mesm_jax import predict
 from mesm_jax import nucleus
+from mesm_jax import models
+from mesm_jax import restore as restore_lib
 from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import flags
 from mesm_jax.train import loop
@@ -271,8 +273,10 @@ def test_fe2e_predict_equals_the_evaluation_too(trained, tmp_path):
   fe2e.model = 'fe2e'
   workdir = tmp_path / 'fe2e'
   workdir_lib.save_config(str(workdir), fe2e)
-  model = loop.build_model(fe2e)
-  state = loop.init_state(fe2e, model, predict._sample_batch(fe2e))  # pylint: disable=protected-access
+  model = restore_lib.build_model(fe2e)
+  sample = {k: np.zeros(s.shape, s.dtype)      # one all-zero one-frame clip
+            for k, s in models.batch_spec(fe2e, 1, 1, 1).items()}
+  state = loop.init_state(fe2e, model, sample)
   ckpts = ckpt_lib.Checkpoints(str(workdir))
   ckpts.save_best(0, state.to_dict(), {
       'epoch': 0, 'step': 0, 'emotions': sorted(LABELS),
@@ -280,7 +284,7 @@ def test_fe2e_predict_equals_the_evaluation_too(trained, tmp_path):
   ckpts.close()
   predictor = predict.load(str(workdir))
   with pytest.raises(ValueError, match='FE2E has no cross-modal attention'):
-    predictor.attention(predict._sample_batch(fe2e))  # pylint: disable=protected-access
+    predictor.attention(sample)
   expected = eval_probs(predictor, fe2e, 'test')
   for clip in readers.read_split('manifest', manifest, 'test').clips:
     got = predictor.predict(clip.video_path, text=clip.text,
@@ -308,3 +312,13 @@ def test_command_line_reads_a_csv_of_clips(trained, tmp_path, monkeypatch):
     for name, e in got[clip.clip_id]['emotions'].items():
       assert e['probability'] == pytest.approx(
           direct['emotions'][name]['probability'], abs=1e-6)
+
+
+def test_predict_needs_neither_the_training_loop_nor_an_optimizer():
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  code = ('import sys, mesm_jax.predict; print(sorted(m for m in sys.modules '
+          "if m.startswith(('mesm_jax.train.', 'optax'))))")
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, check=True)
+  assert out.stdout.split('\n')[0] == ("['mesm_jax.train.checkpoint', "
+                                       "'mesm_jax.train.workdir']")

@@ -38,6 +38,14 @@ from data_pipelines.tfds.manifest_e2e import ManifestE2e
 from data_pipelines.tfds.mosei_e2e import MoseiE2e
 
 SYNTHETIC_RAW = 'synthetic_raw'
+
+# Label names of the datasets, in label-vector order, for data built before
+# the builders stored them (``info.metadata['emotions']``).
+EMOTION_NAMES = {
+    'mosei': ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise'),
+    'iemocap': ('anger', 'excited', 'frustrated', 'happy', 'neutral', 'sad'),
+}
+EMOTION_NAMES['synthetic'] = EMOTION_NAMES['mosei']
 BUILDERS = {'mosei': MoseiE2e, 'iemocap': IemocapE2e, 'synthetic': MoseiE2e,
             'manifest': ManifestE2e}
 DEFAULT_DATA_DIR = '~/tensorflow_datasets'

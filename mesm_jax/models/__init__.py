@@ -11,7 +11,8 @@ read feature sequences instead of faces, spectrograms and tokens.
 """
 
 import dataclasses
-from typing import Optional
+import functools
+from typing import Any, Dict, Optional
 
 import flax.linen as nn
 import jax
@@ -63,6 +64,52 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       **fields, text_encoder=text_encoder if 't' in config.modalities
       else None, axis_name=axis_name,
       conv_chunk=resolve_chunk(int(config.conv_chunk), platform))
+
+
+FACE = (48, 48, 3)     # a face crop, RGB
+CHUNK = (128, 32)      # a spectrogram chunk: mel bins x frames
+
+
+def batch_spec(config, batch_size: int, frames: Optional[int] = None,
+               chunks: Optional[int] = None
+               ) -> Dict[str, jax.ShapeDtypeStruct]:
+  """What FE2E and MESM take (``mesm_jax.input_pipeline``'s batch contract),
+  as shapes: ``batch_size`` clips of ``frames`` face frames and ``chunks``
+  spectrogram chunks (default ``max_frames``, ``max_chunks``: the largest
+  length bucket)."""
+  b, e, length = batch_size, config.num_emotions, config.text_max_len
+  f = config.max_frames if frames is None else frames
+  c = config.max_chunks if chunks is None else chunks
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
+  return {
+      'text_ids': spec((b, length), 'int32'),
+      'text_mask': spec((b, length), 'int32'),
+      'faces': spec((b, f) + FACE, 'float32'),
+      'face_mask': spec((b, f), 'bool'),
+      'spec': spec((b, c) + CHUNK, 'float32'),
+      'spec_mask': spec((b, c), 'bool'),
+      'labels': spec((b, e), 'float32'),
+      'clip_mask': spec((b,), 'bool'),
+  }
+
+
+def abstract_variables(config, model: nn.Module,
+                       sample: Optional[Dict[str, Any]] = None
+                       ) -> Dict[str, Any]:
+  """``model.init``'s variables (``params``, ``batch_stats``) as shapes: a
+  restore target for which no weight is drawn or read.
+
+  ``sample``: a batch of the model's inputs (arrays or shapes; its first
+  clip is used); default a one-clip ``batch_spec`` (FE2E / MESM).
+  """
+  if sample is None:
+    sample = batch_spec(config, 1, 1, 1)
+  first = {k: jax.ShapeDtypeStruct((1,) + tuple(v.shape[1:]), v.dtype)
+           for k, v in sample.items()}
+  init = functools.partial(model.init, train=False)
+  return jax.eval_shape(
+      lambda batch: init({'params': jax.random.PRNGKey(0),
+                          'dropout': jax.random.PRNGKey(0)}, batch), first)
 
 
 def baseline_text_dim(config) -> int:

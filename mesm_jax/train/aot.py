@@ -27,44 +27,18 @@ from mesm_jax import models
 from mesm_jax.train import parallel
 from mesm_jax.train import step as step_lib
 
-FACE = (48, 48, 3)     # a face crop, RGB
-CHUNK = (128, 32)      # a spectrogram chunk: mel bins x frames
-
-
-def batch_spec(config, batch_size: int, frames: Optional[int] = None,
-               chunks: Optional[int] = None
-               ) -> Dict[str, jax.ShapeDtypeStruct]:
-  """The batch contract of ``mesm_jax.input_pipeline`` (FE2E / MESM) as
-  shapes: ``batch_size`` clips of ``frames`` frames and ``chunks`` chunks
-  (default ``max_frames``, ``max_chunks``: the largest bucket)."""
-  b, e, length = batch_size, config.num_emotions, config.text_max_len
-  f = config.max_frames if frames is None else frames
-  c = config.max_chunks if chunks is None else chunks
-  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
-  return {
-      'text_ids': spec((b, length), 'int32'),
-      'text_mask': spec((b, length), 'int32'),
-      'faces': spec((b, f) + FACE, 'float32'),
-      'face_mask': spec((b, f), 'bool'),
-      'spec': spec((b, c) + CHUNK, 'float32'),
-      'spec_mask': spec((b, c), 'bool'),
-      'labels': spec((b, e), 'float32'),
-      'clip_mask': spec((b,), 'bool'),
-  }
-
-
-def abstract_state(config, model) -> step_lib.TrainState:
+def abstract_state(config, model, sample=None) -> step_lib.TrainState:
   """The run's fresh ``TrainState`` as shapes (``loop.init_state``'s
-  structure; no weights are drawn or read)."""
-  sample = batch_spec(config, 1, 1, 1)
+  structure: ``models.abstract_variables`` of ``sample`` and Adam's state
+  over them; no weights are drawn or read): a restore target, and what is
+  compiled."""
+  variables = models.abstract_variables(config, model, sample)
 
-  def fresh(sample):
-    rng = jax.random.PRNGKey(0)
-    variables = model.init({'params': rng, 'dropout': rng}, sample,
-                           train=False)
-    return step_lib.create_state(config, model, dict(variables['params']),
-                                 variables.get('batch_stats', {}), rng)
-  return jax.eval_shape(fresh, sample)
+  def fresh(params, batch_stats):
+    return step_lib.create_state(config, model, dict(params), batch_stats,
+                                 jax.random.PRNGKey(0))
+  return jax.eval_shape(fresh, variables['params'],
+                        variables.get('batch_stats', {}))
 
 
 @dataclasses.dataclass
@@ -130,7 +104,8 @@ def compile_steps(config, devices: Sequence[jax.Device], *,
   runner = parallel.make_runner(config.parallel, used)
   state = abstract_state(config, model)
   pos_weight = jax.ShapeDtypeStruct((config.num_emotions,), jnp.float32)
-  shape = functools.partial(batch_spec, config, frames=frames, chunks=chunks)
+  shape = functools.partial(models.batch_spec, config, frames=frames,
+                            chunks=chunks)
   compiled = {}
   for step, batch in (('train', train_batch), ('eval', eval_batch)):
     compiled[step] = (runner.lower(step, state, shape(batch), pos_weight)

@@ -29,6 +29,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from absl import logging
 from etils import epath
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from data_pipelines import paths
@@ -40,6 +42,16 @@ def _manager(directory: epath.Path,
       max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
   return ocp.CheckpointManager(directory, options=options,
                                item_names=('state', 'meta'))
+
+
+def _restore_args(target, part: bool):
+  """The whole state into ``target``'s tree, or a part of it as numpy."""
+  if not part:
+    return ocp.args.StandardRestore(target)
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                          target)
+  return ocp.args.PyTreeRestore(target, restore_args=as_numpy,
+                                partial_restore=True)
 
 
 class CheckpointError(ValueError):
@@ -70,10 +82,14 @@ class Checkpoints:
   def save_best(self, step: int, state, meta) -> None:
     self._save(self.best, step, state, meta)
 
-  def _restore(self, manager, target) -> Optional[Tuple[Dict[str, Any], Dict]]:
+  def _restore(self, manager, target, part: bool = False
+               ) -> Optional[Tuple[Dict[str, Any], Dict]]:
     """The newest checkpoint that restores; older ones past a broken one.
 
-    Raises ``CheckpointError`` when checkpoints exist but none restores.
+    ``target``: the state's tree (arrays or ``jax.ShapeDtypeStruct``s); with
+    ``part`` a subtree of it (e.g. the parameters alone), restored as numpy
+    arrays.  Raises ``CheckpointError`` when checkpoints exist but none
+    restores.
     """
     steps = sorted(manager.all_steps(), reverse=True)
     failed = []
@@ -88,7 +104,7 @@ class Checkpoints:
         with quiet:
           try:
             restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target),
+                state=_restore_args(target, part),
                 meta=ocp.args.JsonRestore()))
           except Exception:
             time.sleep(1.0)  # let the failed read's threads finish, quietly
@@ -113,6 +129,14 @@ class Checkpoints:
 
   def restore_best(self, target):
     return self._restore(self.best, target)
+
+  def restore_part(self, kind: str, target):
+    """``(part of the state, meta)`` of the newest 'best' or 'latest'
+    checkpoint: only the leaves of ``target`` (a subtree of the state, e.g.
+    params, BatchNorm statistics and step), as numpy arrays.  Use a fresh
+    ``Checkpoints``: orbax keeps one handler per item and manager."""
+    return self._restore(self.best if kind == 'best' else self.latest,
+                         target, part=True)
 
   def best_meta(self) -> Optional[Dict[str, Any]]:
     step = self.best.latest_step()

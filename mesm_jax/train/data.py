@@ -21,14 +21,10 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines.tfds import prepare
 from mesm_jax import configs
 from mesm_jax import input_pipeline
 
-EMOTIONS = {
-    'mosei': ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise'),
-    'iemocap': ('anger', 'excited', 'frustrated', 'happy', 'neutral', 'sad'),
-}
-EMOTIONS['synthetic'] = EMOTIONS['mosei']
 
 
 class Data:
@@ -55,7 +51,7 @@ class Data:
           f'--num_emotions {stored}')
     names = tuple(self.builder.info.metadata.get('emotions', ()))
     if len(names) != stored:  # data built before the names were stored
-      names = EMOTIONS.get(self.config.dataset, ())
+      names = prepare.EMOTION_NAMES.get(self.config.dataset, ())
     if len(names) != stored:
       names = tuple(f'emotion{i}' for i in range(stored))
     return names

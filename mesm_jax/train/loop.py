@@ -30,7 +30,9 @@ import numpy as np
 
 from mesm_jax import configs
 from mesm_jax import models
+from mesm_jax import restore as restore_lib
 from mesm_jax import text
+from mesm_jax.train import aot
 from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import data as data_lib
 from mesm_jax.train import logging as log_lib
@@ -94,13 +96,6 @@ def cloud_tpu_chips() -> int:
     return int(hardware_utils.num_available_tpu_chips_and_device_id()[0])
   except (ImportError, AttributeError, OSError, TypeError, IndexError):
     return 0  # another jax layout: the environment variables above decide
-
-
-def build_model(config, platform: Optional[str] = None):
-  """The Linen model, its BatchNorm statistics shared over the step's axis,
-  for ``platform`` (the run's devices'; None: the default backend's)."""
-  return models.build_model(config, axis_name=step_lib.AXIS,
-                            platform=platform)
 
 
 def init_state(config, model,
@@ -200,16 +195,27 @@ class Context:
     self.logger = log_lib.RunLogger(workdir)
     self.devices, self.eval_batch_size = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
-    self.model = build_model(config, self.devices[0].platform)
+    self.model = restore_lib.build_model(config, self.devices[0].platform)
     self.metric_set = self.data.metric_set()  # 'mosei' | 'iemocap' metrics
     self.headline = metrics_lib.headline_metrics(self.metric_set)
     self.ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
     self.pos_weight = None
-    self.fresh = init_state(config, self.model,
-                            self.data.sample_batch(self.eval_batch_size))
+    self.sample = step_lib.model_inputs(
+        self.data.sample_batch(self.eval_batch_size))
+    # The state as shapes: the restore target (a resumed run reads no
+    # pretrained weights and draws none).
+    self.abstract = aot.abstract_state(config, self.model, self.sample)
+
+  def fresh_state(self) -> step_lib.TrainState:
+    """Step 0: fresh parameters (the pretrained text encoder) and Adam."""
+    return init_state(self.config, self.model, self.sample)
 
   def host_target(self):
-    return self.fresh.to_dict()
+    return self.abstract.to_dict()
+
+  def restored_state(self, state_dict) -> step_lib.TrainState:
+    """The state of a restored checkpoint, as host numpy arrays."""
+    return self.abstract.from_dict(jax.device_get(state_dict))
 
 
 @dataclasses.dataclass
@@ -255,7 +261,7 @@ def restore_or_start(ctx: Context):
   restored = ctx.ckpts.restore_latest(ctx.host_target())
   if restored is None:
     ctx.pos_weight = compute_pos_weight(ctx.data)
-    return ctx.fresh, RunState(pos_weight=ctx.pos_weight.tolist())
+    return ctx.fresh_state(), RunState(pos_weight=ctx.pos_weight.tolist())
   state_dict, saved = restored
   for note in ctx.ckpts.notes:
     ctx.logger.write(f'note: {note}')
@@ -264,7 +270,7 @@ def restore_or_start(ctx: Context):
   ctx.logger.write(f'resuming from {ctx.ckpts.latest.directory} at step '
                    f'{int(state_dict["step"])} (epoch {run.epoch + 1}, '
                    f'step {run.step_in_epoch} of the epoch)')
-  return ctx.fresh.from_dict(state_dict), run
+  return ctx.restored_state(state_dict), run
 
 
 def check_finite(pending: List[Dict[str, Any]], step: int, ctx) -> List[Dict]:
@@ -483,7 +489,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   # The training labels give the run's positive weights again (the latest
   # checkpoint, which also holds them, may be gone or broken).
   ctx.pos_weight = compute_pos_weight(ctx.data)
-  state = ctx.runner.put_state(ctx.fresh.from_dict(state_dict))
+  state = ctx.runner.put_state(ctx.restored_state(state_dict))
   thresholds, values = evaluate_state(ctx, state)
   results = {**provenance(ctx), 'best_epoch': best['epoch'],
              'best_step': best['step'],
