@@ -8,21 +8,8 @@ L tokens, E emotions.  Batch contract (docs/design.md):
   spec float32 [B, C, 128, 32]      spec_mask bool [B, C]
   labels float32 [B, E]      clip_mask bool [B]      clip_id string [B]
 
-The baselines (``config.model`` in ``configs.BASELINES``) read feature
-sequences instead (``build_tfds`` and ``make_dataset`` read ``config.model``):
-
-  text_feats float32 [B, Lt, Dt]    text_feats_mask bool [B, Lt]
-  audio_feats float32 [B, La, 144]  audio_feats_mask bool [B, La]
-  vision_feats float32 [B, Lv, 35]  vision_feats_mask bool [B, Lv]
-  labels, clip_mask, clip_id as above
-
-with Dt the stored word-vector width (300; 384 for the MiniLM substitute of
-the raw source, ``models.baseline_text_dim``) and Lt, La, Lv =
-``max_text_feats``, ``max_audio_feats``, ``max_vision_feats``: one static
-shape, no buckets.  Text keeps its first
-``max_text_feats`` words; audio and vision frames are capped like faces
-(``cap_uniform``).  Eval batches keep every clip once (``pad_batch``), as
-for the end-to-end data.
+The baselines read feature sequences instead: ``mesm_jax.feature_pipeline``
+(the same epoch machinery, ``host_epoch``).
 
 Rules (docs/input_pipeline.md):
   * Cap: a clip with more than ``max_frames`` frames keeps ``max_frames`` of
@@ -40,6 +27,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import jax
 import ml_collections
@@ -47,9 +35,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data_pipelines.tfds import base as tfds_base
-from data_pipelines.tfds import features as tfds_features
 from data_pipelines.tfds import prepare
-from mesm_jax.configs import is_baseline
 
 FACE_MEAN = (159.0, 111.0, 102.0)
 FACE_STD = (37.0, 33.0, 32.0)
@@ -101,14 +87,8 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
     progress: show progress bars while preprocessing.
 
   Returns:
-    The prepared builder (``data_pipelines.tfds.prepare.prepare``); for a
-    baseline (``configs.is_baseline``) the ``features_e2e`` data
-    (``build_feature_tfds``; face_detector and num_workers unused).
+    The prepared builder (``data_pipelines.tfds.prepare.prepare``).
   """
-  if is_baseline(config):
-    return build_feature_tfds(config, raw_dir=raw_dir, data_dir=data_dir,
-                              synthetic_clips=synthetic_clips,
-                              progress=progress)
   return prepare.prepare(
       config.dataset, builder_config(config, face_detector),
       raw_dir=raw_dir or config.raw_dir or None,
@@ -157,7 +137,7 @@ def bucket_index(f: tf.Tensor, c: tf.Tensor,
   return tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
 
 
-def _pad_rows(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+def pad_rows(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
   pad = tf.stack([0, size - tf.shape(x)[0]])
   paddings = tf.concat([pad[None], tf.zeros([tf.rank(x) - 1, 2], tf.int32)], 0)
   out = tf.pad(x, paddings)
@@ -176,9 +156,9 @@ def prepare_clip(ex: dict[str, tf.Tensor], max_frames: int, max_chunks: int,
   size_c = tf.gather([s[1] for s in shapes], k)
   return {
       'bucket': k,
-      'faces': _pad_rows(faces, size_f),
+      'faces': pad_rows(faces, size_f),
       'face_mask': tf.range(size_f) < f,
-      'spec': _pad_rows(spec, size_c),
+      'spec': pad_rows(spec, size_c),
       'spec_mask': tf.range(size_c) < c,
       'text_ids': tf.cast(ex['text_ids'], tf.int32),
       'text_mask': tf.cast(ex['text_mask'], tf.int32),
@@ -194,7 +174,7 @@ def pad_batch(batch: dict[str, tf.Tensor], batch_size: int
   out = {}
   for key, value in batch.items():
     if key != 'bucket':
-      out[key] = _pad_rows(value, batch_size)
+      out[key] = pad_rows(value, batch_size)
       out[key].set_shape([batch_size] + value.shape.as_list()[1:])
   out['clip_mask'] = tf.range(batch_size) < n
   return out
@@ -218,13 +198,9 @@ def finish_batch(batch: dict[str, tf.Tensor], batch_size: int
 
 
 def make_dataset(config: ConfigDict, split: str, *, train: bool,
-                 global_batch_size: int | None = None,
-                 seed: int | None = None, epoch: int = 0,
-                 process_index: int | None = None,
-                 process_count: int | None = None, skip_batches: int = 0,
-                 data_dir: str | Path | None = None,
                  builder: tfds_base.E2EBuilder | None = None,
-                 prefetch: int | None = None) -> tf.data.Dataset:
+                 data_dir: str | Path | None = None,
+                 **epoch_kwargs) -> tf.data.Dataset:
   """One epoch of fixed-shape batches of this host's share of ``split``.
 
   Args:
@@ -233,22 +209,52 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
     split: 'train' | 'valid' | 'test' (or any TFDS split string).
     train: shuffle (seed + epoch) and drop the remainder; else keep every clip
       exactly once, padding the last batch of each bucket (clip_mask=False).
+    builder: an already prepared builder (default: build_tfds(config)).
+    data_dir: TFDS data dir (default config.data_dir).
+    **epoch_kwargs: ``host_epoch``'s (global_batch_size, seed, epoch,
+      process_index, process_count, skip_batches, prefetch).
+
+  Returns:
+    A finite tf.data.Dataset of batch dicts (the batch contract).
+  """
+  builder = builder or build_tfds(config, data_dir=data_dir, progress=False)
+  shapes = bucket_shapes(config.max_frames, config.max_chunks)
+
+  def batches(ds, batch_size, seed):
+    return _bucket_batches(ds, config, shapes, batch_size, train, seed)
+  return host_epoch(config, builder, split, train=train, batches=batches,
+                    finish=finish_batch, shapes=shapes, **epoch_kwargs)
+
+
+def host_epoch(config: ConfigDict, builder, split: str, *, train: bool,
+               batches: Callable[[tf.data.Dataset, int, int],
+                                 tf.data.Dataset],
+               finish: Callable[[dict, int], dict],
+               shapes: list[tuple[int, int]],
+               global_batch_size: int | None = None,
+               seed: int | None = None, epoch: int = 0,
+               process_index: int | None = None,
+               process_count: int | None = None, skip_batches: int = 0,
+               prefetch: int | None = None) -> tf.data.Dataset:
+  """The epoch machinery of every model family's pipeline.
+
+  This host's shard of ``split`` (``tfds.split_for_jax_process``), read in
+  an order fixed by seed + epoch, grouped by ``batches(ds, host_batch,
+  seed)``, the first ``skip_batches`` dropped (resume mid-epoch), each batch
+  completed by ``finish(batch, host_batch)``, and, with several hosts, the
+  same number of batches on every host (``_same_batch_count``, over the
+  static ``shapes`` the batches may take).
+
+  Args:
     global_batch_size: default config.batch_size (train) or
       config.eval_batch_size; each host gets global_batch_size //
       process_count clips per batch.
     seed: default config.seed.
     epoch: reshuffles per epoch (train): seed + epoch.
     process_index, process_count: default jax.process_index/count().
-    skip_batches: drop the first N batches of the epoch (resume mid-epoch);
-      they are read and grouped but not normalised.  The same batches as an
-      unskipped epoch only with ``config.deterministic_input``.
-    data_dir: TFDS data dir (default config.data_dir).
-    builder: an already prepared builder (default: build_tfds(config)).
+    skip_batches: they are read and grouped but not finished.  The same
+      batches as an unskipped epoch only with ``config.deterministic_input``.
     prefetch: batches to prefetch (default: autotune).
-
-  Returns:
-    A finite tf.data.Dataset of batch dicts (the batch contract; for a
-    baseline the feature-sequence contract, one static shape).
   """
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
@@ -258,19 +264,11 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
     raise ValueError(f'global batch {gbs} is not divisible by the '
                      f'{pc} processes')
   batch_size = gbs // pc
-  seed = config.seed if seed is None else seed
-  builder = builder or build_tfds(config, data_dir=data_dir, progress=False)
+  seed = (config.seed if seed is None else seed) + epoch
   host_split = tfds.split_for_jax_process(split, process_index=pi,
                                           process_count=pc)
-  ds = _read(builder, host_split, config, train, seed + epoch)
-  if is_baseline(config):  # one static shape: one "bucket"
-    shapes = [(0, 0)]
-    ds = _feature_batches(ds, config, batch_size, train, seed + epoch)
-    finish = pad_batch
-  else:
-    shapes = bucket_shapes(config.max_frames, config.max_chunks)
-    ds = _bucket_batches(ds, config, shapes, batch_size, train, seed + epoch)
-    finish = finish_batch
+  ds = batches(_read(builder, host_split, config, train, seed), batch_size,
+               seed)
   ds = ds.skip(skip_batches)
   ds = ds.map(lambda b: finish(b, batch_size),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -343,85 +341,3 @@ def _empty_batch(spec: dict[str, tf.TensorSpec], shape: tuple[int, int]
     dims = [size[key] if d is None else d for d in s.shape.as_list()]
     out[key] = tf.zeros(dims, s.dtype)
   return out
-
-
-# --------------------------------------------------------------------------
-# The baselines' feature sequences (data_pipelines/tfds/features.py).
-
-
-def build_feature_tfds(config: ConfigDict, *,
-                       raw_dir: str | Path | None = None,
-                       data_dir: str | Path | None = None,
-                       synthetic_clips: int | None = None,
-                       progress: bool = True) -> tfds_features.FeaturesE2e:
-  """The prepared ``features_e2e`` data of ``config``, built once.
-
-  For 'synthetic' the raw dir (default ``<data_dir>/synthetic_raw``) and its
-  split files are the end-to-end synthetic data's; ``config.features_pickle``
-  names a MulT / MMSA pickle whose features are joined with the labels of
-  the raw data (``raw_dir``) on the split files (``splits_dir``);
-  ``config.openface_dir`` (without a pickle) computes the features from the
-  raw clips (``raw_dir``, or ``config.manifest``): OpenFace action units,
-  acoustic features, and the word vectors of ``config.glove_path`` or, with
-  '', the 384-d MiniLM substitute (``prepare.prepare_features``).
-
-  Raises:
-    ValueError: the stored text width differs from the one the model is
-      built with (``models.baseline_text_dim``).
-  """
-  from mesm_jax import models  # pylint: disable=g-import-not-at-top
-  builder = prepare.prepare_features(
-      config.dataset, raw_dir=raw_dir or config.raw_dir or None,
-      data_dir=data_dir or config.data_dir or None,
-      features_pickle=config.features_pickle,
-      splits_dir=config.splits_dir or None,
-      synthetic_clips=synthetic_clips, seed=config.seed, progress=progress,
-      openface_dir=config.get('openface_dir', ''),
-      glove_path=config.get('glove_path', ''),
-      manifest=config.manifest if config.dataset == 'manifest' else '')
-  stored = int(builder.info.features['text_feats'].shape[-1])
-  wanted = models.baseline_text_dim(config)
-  if stored != wanted:
-    raise ValueError(
-        f'{builder.name}/{builder.builder_config.name} stores {stored}-d word '
-        f'vectors, the model is built for {wanted}-d '
-        '(models.baseline_text_dim)')
-  return builder
-
-
-def feature_caps(config: ConfigDict) -> dict[str, int]:
-  """Feature key -> the static length it is capped and padded to."""
-  return {'text_feats': int(config.max_text_feats),
-          'audio_feats': int(config.max_audio_feats),
-          'vision_feats': int(config.max_vision_feats)}
-
-
-def prepare_feature_clip(ex: dict[str, tf.Tensor], caps: dict[str, int]
-                         ) -> dict[str, tf.Tensor]:
-  """Caps one clip's sequences and pads them to the static caps, with masks.
-
-  ``caps``: feature key -> largest length.  Text keeps its first words,
-  audio and vision frames evenly spaced ones (``cap_uniform``).
-  """
-  out = {'labels': tf.cast(ex['labels'], tf.float32),
-         'clip_id': ex['clip_id']}
-  for key, cap in caps.items():
-    x = tf.cast(ex[key], tf.float32)
-    x = x[:cap] if key == 'text_feats' else cap_uniform(x, cap)
-    n = tf.shape(x)[0]
-    out[key] = tf.ensure_shape(_pad_rows(x, cap), [cap, x.shape[-1]])
-    out[f'{key}_mask'] = tf.range(cap) < n
-  return out
-
-
-def _feature_batches(ds: tf.data.Dataset, config: ConfigDict,
-                     batch_size: int, train: bool, seed: int
-                     ) -> tf.data.Dataset:
-  """Caps and pads feature clips to the static caps, shuffles, batches."""
-  caps = feature_caps(config)
-  ds = ds.map(lambda ex: prepare_feature_clip(ex, caps),
-              num_parallel_calls=tf.data.AUTOTUNE)
-  if train:
-    ds = ds.shuffle(config.shuffle_buffer, seed=seed,
-                    reshuffle_each_iteration=False)
-  return ds.batch(batch_size, drop_remainder=train)

@@ -27,10 +27,13 @@ CHECKPOINTS = ('best', 'latest')
 AXIS = 'batch'  # the training step's axis, over which BatchNorm averages
 
 
-def build_model(config, platform: Optional[str] = None) -> nn.Module:
+def build_model(config, platform: Optional[str] = None,
+                feature_dims=None) -> nn.Module:
   """The run's model as training builds it: BatchNorm statistics shared
-  over the step's axis, compiled for ``platform`` (None: this machine's)."""
-  return models.build_model(config, axis_name=AXIS, platform=platform)
+  over the step's axis, compiled for ``platform`` (None: this machine's);
+  a baseline at its data's ``feature_dims``."""
+  return models.build_model(config, axis_name=AXIS, platform=platform,
+                            feature_dims=feature_dims)
 
 
 @dataclasses.dataclass

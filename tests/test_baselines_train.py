@@ -22,7 +22,7 @@ from data_pipelines.tfds import prepare
 from experiments import sweep, tables, visualize
 import mesm_jax
 from mesm_jax import configs
-from mesm_jax import input_pipeline
+from mesm_jax import feature_pipeline
 from mesm_jax import models
 from mesm_jax import predict
 from mesm_jax.train import loop
@@ -36,7 +36,7 @@ CAPS = dict(max_text_feats=16, max_audio_feats=15, max_vision_feats=24)
 def data_dir(tmp_path_factory):
   """The synthetic raw data and its features_e2e data, built once."""
   d = tmp_path_factory.mktemp('tfds')
-  prepare.prepare_features('synthetic', data_dir=d, synthetic_clips=CLIPS,
+  prepare.prepare_features(prepare.FeatureRequest('synthetic'), data_dir=d, synthetic_clips=CLIPS,
                            progress=False)
   return d
 
@@ -63,13 +63,13 @@ def baseline_config(data_dir, model, **overrides):
 
 def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
   config = baseline_config(data_dir, 'lf_lstm')
-  builder = input_pipeline.build_tfds(config, progress=False)
+  builder = feature_pipeline.build_tfds(config, progress=False)
   assert builder.name == 'features_e2e'
   assert 'synthetic' in builder.builder_config.name
   raw = data_dir / prepare.SYNTHETIC_RAW / 'splits'
   for split in ('valid', 'test'):   # (the loop checks every clip is seen)
     want = sorted(l for l in (raw / f'{split}.txt').read_text().split() if l)
-    ds = input_pipeline.make_dataset(
+    ds = feature_pipeline.make_dataset(
         config, split, train=False, builder=builder, process_index=0,
         process_count=1)
     seen = []
@@ -87,7 +87,7 @@ def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
       assert not batch['audio_feats'][~batch['audio_feats_mask']].any()
       assert batch['text_feats_mask'][real].any(-1).all()
     assert sorted(seen) == want          # every clip exactly once
-  train = input_pipeline.make_dataset(
+  train = feature_pipeline.make_dataset(
       config, 'train', train=True, builder=builder, process_index=0,
       process_count=1)
   sizes = [b['clip_mask'].sum() for b in train.as_numpy_iterator()]
@@ -95,7 +95,7 @@ def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
   # Two hosts: the same number of batches each (pmap's lockstep), every
   # evaluation clip once over both, half the global batch per host.
   for split, train_ in (('valid', False), ('train', True)):
-    hosts = [list(input_pipeline.make_dataset(
+    hosts = [list(feature_pipeline.make_dataset(
         config, split, train=train_, builder=builder, process_index=i,
         process_count=2).as_numpy_iterator()) for i in range(2)]
     assert len(hosts[0]) == len(hosts[1]) > 0, split
@@ -113,13 +113,13 @@ def test_feature_data_uses_the_synthetic_splits_and_static_shapes(data_dir):
 def test_a_data_dir_keeps_the_clip_count_it_was_generated_with(data_dir):
   """Synthetic data is generated once per data dir: another
   ``synthetic_clips`` is an error that says so, for either kind of data."""
-  for build in (prepare.prepare_features,
-                lambda *a, **k: prepare.prepare(
-                    *a, prepare.builder_config('synthetic'), **k)):
+  for build in (lambda **k: prepare.prepare_features(
+                    prepare.FeatureRequest('synthetic'), **k),
+                lambda **k: prepare.prepare(
+                    'synthetic', prepare.builder_config('synthetic'), **k)):
     with pytest.raises(ValueError, match=f'holds {CLIPS} generated clips but '
                        'this run asks for 30'):
-      build('synthetic', data_dir=data_dir, synthetic_clips=30,
-            progress=False)
+      build(data_dir=data_dir, synthetic_clips=30, progress=False)
 
 
 def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
@@ -137,14 +137,16 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   for i, f in feats.items():
     splits.setdefault(truth[i]['split'], {})[i] = f
   with pytest.raises(FileNotFoundError, match='no file or folder'):
-    prepare.prepare_features('mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
-                             features_pickle=str(tmp_path / 'mosei_feats.pkl'))
+    prepare.prepare_features(
+        prepare.FeatureRequest('mosei', features_pickle=str(
+            tmp_path / 'mosei_feats.pkl')),
+        raw_dir=raw, data_dir=tmp_path / 'tfds')
   def build(name, table):
     return prepare.prepare_features(
-        'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
-        features_pickle=str(features.write_feature_pickle(tmp_path / name,
-                                                          table)),
-        splits_dir=raw / 'splits', progress=False)
+        prepare.FeatureRequest('mosei', features_pickle=str(
+            features.write_feature_pickle(tmp_path / name, table))),
+        raw_dir=raw, data_dir=tmp_path / 'tfds', splits_dir=raw / 'splits',
+        progress=False)
 
   # MulT's public pickle has 74-d COVAREP audio: refused before building.
   with pytest.raises(ValueError, match="'audio': 74.*COVAREP"):
@@ -156,9 +158,10 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
     build('other.pkl', {sp: {f'x{i}': f for i, f in c.items()}
                         for sp, c in splits.items()})
   path = features.write_feature_pickle(tmp_path / 'mosei_feats.pkl', splits)
+  request = prepare.FeatureRequest('mosei', features_pickle=str(path))
   builder = prepare.prepare_features(
-      'mosei', raw_dir=raw, data_dir=tmp_path / 'tfds',
-      features_pickle=str(path), splits_dir=raw / 'splits', progress=False)
+      request, raw_dir=raw, data_dir=tmp_path / 'tfds',
+      splits_dir=raw / 'splits', progress=False)
   assert builder.builder_config.name.startswith('pickle-mosei-mosei_feats_')
   total = sum(builder.info.splits[s].num_examples
               for s in ('train', 'valid', 'test'))
@@ -175,8 +178,8 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   # The same pickle with the labels of another raw dir: not the built data.
   with pytest.raises(prepare.SourceMismatchError, match='was built from'):
     prepare.prepare_features(
-        'mosei', raw_dir=tmp_path, data_dir=tmp_path / 'tfds',
-        features_pickle=str(path), splits_dir=raw / 'splits', progress=False)
+        request, raw_dir=tmp_path, data_dir=tmp_path / 'tfds',
+        splits_dir=raw / 'splits', progress=False)
   ex = next(iter(builder.as_dataset(split='test').as_numpy_iterator()))
   clip = ex['clip_id'].decode()
   np.testing.assert_allclose(ex['audio_feats'], feats[clip]['audio'],
@@ -211,8 +214,9 @@ def test_feature_data_from_the_authors_iemocap_folder(tmp_path):
       with open(folder / f'{phase}_{name}_features.pt', 'wb') as f:
         pickle.dump(table, f)
   builder = prepare.prepare_features(
-      'iemocap', raw_dir=raw, data_dir=tmp_path / 'tfds',
-      features_pickle=str(folder), splits_dir=raw / 'splits', progress=False)
+      prepare.FeatureRequest('iemocap', features_pickle=str(folder)),
+      raw_dir=raw, data_dir=tmp_path / 'tfds', splits_dir=raw / 'splits',
+      progress=False)
   name = builder.builder_config.name
   assert name.startswith('pickle-iemocap-IEMOCAP_HCF_FEATURES_')
   source = builder.info.metadata['source']
@@ -242,7 +246,7 @@ def test_feature_data_from_the_authors_iemocap_folder(tmp_path):
 def test_build_model_gives_the_baselines_one_parameter_group(data_dir):
   for name in configs.BASELINES:
     config = baseline_config(data_dir, name)
-    model = models.build_model(config)
+    model = models.build_model(config, feature_dims=(300, 144, 35))
     assert type(model).__name__ == {
         'lf_lstm': 'LFLSTM', 'lf_trans': 'LFTrans', 'mult': 'MulT',
         'emoembs': 'EmoEmbs'}[name]
@@ -305,7 +309,7 @@ def test_baseline_trains_through_the_real_loop(data_dir, baseline_runs,
   assert set(metrics) == set(expected) | {'valid/loss', 'test/loss',
                                           'train/loss'}
   # Well above chance: the synthetic features carry the labels.
-  builder = input_pipeline.build_tfds(config, progress=False)
+  builder = feature_pipeline.build_tfds(config, progress=False)
   test_labels = np.concatenate([
       ex['labels'][None] for ex in builder.as_dataset(split='test')
       .as_numpy_iterator()])

@@ -20,6 +20,7 @@ from data_pipelines.readers import openface
 from data_pipelines.tfds import base
 from data_pipelines.tfds import features as features_tfds
 from data_pipelines.tfds import prepare
+from mesm_jax import feature_pipeline
 from mesm_jax import models
 
 CLIPS = 12
@@ -84,10 +85,10 @@ def raw(tmp_path_factory):
 @pytest.fixture(scope='module')
 def built(raw):
   return prepare.prepare_features(
-      'mosei', raw_dir=raw['raw_dir'], data_dir=raw['root'] / 'tfds',
-      splits_dir=raw['raw_dir'] / 'splits',
-      openface_dir=str(raw['openface_dir']), glove_path=str(raw['glove']),
-      progress=False)
+      prepare.FeatureRequest('mosei', openface_dir=str(raw['openface_dir']),
+                             glove_path=str(raw['glove'])),
+      raw_dir=raw['raw_dir'], data_dir=raw['root'] / 'tfds',
+      splits_dir=raw['raw_dir'] / 'splits', progress=False)
 
 
 def test_raw_features_are_those_of_the_clips(raw, built):
@@ -151,9 +152,9 @@ def test_no_clip_left_in_a_split_is_an_error(raw):
   empty.mkdir()
   with pytest.raises(ValueError, match="no usable clip in split 'train'"):
     prepare.prepare_features(
-        'mosei', raw_dir=raw['raw_dir'], data_dir=raw['root'] / 'tfds2',
-        splits_dir=raw['raw_dir'] / 'splits', openface_dir=str(empty),
-        progress=False)
+        prepare.FeatureRequest('mosei', openface_dir=str(empty)),
+        raw_dir=raw['raw_dir'], data_dir=raw['root'] / 'tfds2',
+        splits_dir=raw['raw_dir'] / 'splits', progress=False)
 
 
 def test_config_name_follows_the_stored_features(raw, tmp_path):
@@ -176,20 +177,18 @@ def test_config_name_follows_the_stored_features(raw, tmp_path):
       'raw', dataset='mosei', openface_dir=str(csv.parent)).name != name
 
 
-@pytest.mark.parametrize('glove_path, dim', [('', 384), ('g.txt', 300)])
-def test_baseline_text_width_follows_the_text_choice(glove_path, dim):
+def test_the_model_is_built_at_the_widths_of_its_data(built):
+  # GloVe: 300-d words, the raw source's 144 acoustic values, 35 AUs; the
+  # model's text head takes what the data stores.
+  dims = feature_pipeline.feature_dims(built)
+  assert dims == (300, 144, 35)
   config = mesm_jax.get_config('smoke', 'lf_trans')
-  config.dataset = 'mosei'
-  config.openface_dir = '/openface'
-  config.glove_path = glove_path
-  assert models.baseline_text_dim(config) == dim
-  model = models.build_model(config)
-  batch = {'text_feats': np.zeros((2, 5, dim), np.float32),
-           'text_feats_mask': np.ones((2, 5), bool),
-           'audio_feats': np.zeros((2, 4, 144), np.float32),
-           'audio_feats_mask': np.ones((2, 4), bool),
-           'vision_feats': np.zeros((2, 3, 35), np.float32),
-           'vision_feats_mask': np.ones((2, 3), bool)}
+  model = models.build_model(config, feature_dims=dims)
+  batch = {}
+  for key, d in zip(feature_pipeline.KEYS, dims):
+    batch[key] = np.zeros((2, 5, d), np.float32)
+    batch[f'{key}_mask'] = np.ones((2, 5), bool)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), batch))
-  fc1 = shapes['params']['text_head_fc1']['kernel']
-  assert fc1.shape == (dim, dim // 2)
+  assert shapes['params']['text_head_fc1']['kernel'].shape == (300, 150)
+  with pytest.raises(ValueError, match='pass feature_dims'):
+    models.build_model(config)

@@ -630,7 +630,7 @@ def config_shapes(name: str) -> Tuple[tuple, dict]:
   config = mesm_jax.get_config('iemocap', name)
   config.features_pickle = 'features.pkl'   # names the source; nothing read
   config.update(PUBLISHED_CONFIG[name])
-  model = mesm_jax.models.build_baseline_model(config)
+  model = mesm_jax.models.build_baseline_model(config, (300, 144, 35))
   dims = model.feature_dims
   batch = feature_batch({**{f'input/{m}': np.zeros((1, 2, d), np.float32)
                             for m, d in zip('tav', dims)},

@@ -19,6 +19,7 @@ a config that matches the paper's settings reuses ``albert`` etc.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -231,102 +232,79 @@ def check_source(builder: base.E2EBuilder,
   raise SourceMismatchError('\n'.join(lines))
 
 
-def feature_source(dataset: str, *, features_pickle: str = '',
-                   openface_dir: str = '') -> str:
-  """The ``features_e2e`` source a run's settings select.
+@dataclasses.dataclass(frozen=True)
+class FeatureRequest:
+  """The baselines' feature data a run asks for.
 
-  'pickle' with ``features_pickle``; else 'raw' with ``openface_dir``
-  (features computed from the raw clips); else 'synthetic' for the
-  synthetic dataset.  The model library's ``models.baseline_text_dim``
-  follows the same rule.
-  """
-  if features_pickle:
-    return 'pickle'
-  if openface_dir:
-    return 'raw'
-  if dataset == 'synthetic':
-    return 'synthetic'
-  raise ValueError(f'dataset {dataset!r}: the baselines read feature '
-                   'sequences; pass --features_pickle (a MulT / MMSA '
-                   'pickle), --openface_dir (features computed from the raw '
-                   'clips, with --glove_path or the MiniLM substitute) or use '
-                   '--dataset synthetic')
-
-
-def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
-                     data_dir: str | Path | None = None,
-                     features_pickle: str = '',
-                     splits_dir: str | Path | None = None,
-                     synthetic_clips: int | None = None, seed: int = 0,
-                     progress: bool = True, openface_dir: str = '',
-                     glove_path: str = '', manifest: str = ''
-                     ) -> features_tfds.FeaturesE2e:
-  """Prepares the baselines' feature-sequence data once (``features_e2e``).
-
-  The source is ``feature_source``'s:
-
-  Args:
-    dataset: 'synthetic' without ``features_pickle`` / ``openface_dir``:
-      features drawn from the synthetic raw data's labels on its split files
-      (the same raw dir, ``<data_dir>/synthetic_raw`` by default, and the
-      same splits as the end-to-end synthetic data).  'mosei' | 'iemocap'
-      (or 'synthetic', read as MOSEI) with ``features_pickle``: the
-      pickle's features joined with the labels of the raw data in
-      ``raw_dir`` on the split files.  'mosei' | 'iemocap' | 'manifest' (or
-      'synthetic', read as MOSEI) with ``openface_dir``: features computed
-      from the raw clips in ``raw_dir`` (a manifest: ``manifest``) on the
-      split files; clips that fail are skipped and reported
-      (``info.metadata['skip_report']``, data_pipelines/tfds/features.py).
-    raw_dir, data_dir, synthetic_clips, progress: as ``prepare``.
-    seed: seed of the synthetic raw data when it is generated (the synthetic
-      features are drawn with seed 0 whatever it is).
-    features_pickle: a MulT / MMSA / MESM feature pickle ('' = none).
-    splits_dir: split files of a pickle or raw source (default: the
-      authors'; synthetic: the raw dir's ``splits/``).
-    openface_dir: folder of OpenFace 2.0 CSVs, one per video (source raw).
-    glove_path: source raw: GloVe text file of the word vectors (300-d);
-      '' = the MiniLM input-embedding substitute (384-d).
+  Attributes:
+    dataset: the labels' dataset ('mosei', 'iemocap', 'manifest', or
+      'synthetic': MOSEI's labels).
+    features_pickle: a MulT / MMSA / the authors' feature pickle or folder;
+      the source is then 'pickle'.
+    openface_dir: OpenFace 2.0 CSVs (without a pickle): the source is 'raw',
+      features computed from the raw clips.
+    glove_path: the raw source's word vectors ('' = MiniLM's, 384-d).
     manifest: dataset 'manifest' (source raw): the manifest file.
-
-  Returns:
-    The prepared ``features_e2e`` builder.  Data already built for the same
-    source (the config name: dataset, pickle path and size, the GloVe file
-    and OpenFace dir of a raw source, or the synthetic seed) is reused as it
-    is.
   """
-  data_dir = data_dir_path(data_dir)
-  labels_of = 'mosei' if dataset == 'synthetic' else dataset
-  source = feature_source(dataset, features_pickle=features_pickle,
-                          openface_dir=openface_dir)
-  if glove_path and source != 'raw':
+  dataset: str
+  features_pickle: str = ''
+  openface_dir: str = ''
+  glove_path: str = ''
+  manifest: str = ''
+
+  @property
+  def source(self) -> str:
+    """'pickle', 'raw' or 'synthetic' (ValueError for none of them)."""
+    if self.features_pickle:
+      return 'pickle'
+    if self.openface_dir:
+      return 'raw'
+    if self.dataset == 'synthetic':
+      return 'synthetic'
+    raise ValueError(f'dataset {self.dataset!r}: the baselines read feature '
+                     'sequences; pass --features_pickle (a MulT / MMSA '
+                     'pickle), --openface_dir (features computed from the '
+                     'raw clips, with --glove_path or the MiniLM substitute) '
+                     'or use --dataset synthetic')
+
+  @property
+  def labels_of(self) -> str:
+    return 'mosei' if self.dataset == 'synthetic' else self.dataset
+
+
+def feature_config(request: FeatureRequest) -> features_tfds.FeaturesConfig:
+  """The ``features_e2e`` builder config of a request, after checking that
+  its files exist and its dataset has that source."""
+  source, labels_of = request.source, request.labels_of
+  if request.glove_path and source != 'raw':
     raise ValueError('glove_path: the word vectors are computed by the raw '
                      'source only: pass --openface_dir too (or drop '
                      '--glove_path)')
   if source == 'pickle':
     if labels_of not in ('mosei', 'iemocap'):
-      raise ValueError(f'features_pickle: labels from dataset {dataset!r} '
-                       "are not supported (mosei, iemocap, synthetic)")
-    if not Path(features_pickle).expanduser().exists():
+      raise ValueError(f'features_pickle: labels from dataset '
+                       f"{request.dataset!r} are not supported (mosei, "
+                       'iemocap, synthetic)')
+    if not paths.as_path(request.features_pickle).exists():
       raise FileNotFoundError(
-          f'features_pickle: no file or folder {features_pickle} (a MulT / '
-          "MMSA pickle, or the MESM authors' IEMOCAP feature folder)")
-    config = features_tfds.features_config('pickle', str(features_pickle),
-                                           dataset=labels_of)
-  elif source == 'raw':
-    if glove_path and not Path(glove_path).expanduser().is_file():
-      raise FileNotFoundError(f'glove_path: no GloVe file {glove_path}')
-    if labels_of not in features_tfds.RAW_DATASETS:
-      raise ValueError(f'openface_dir: dataset {dataset!r} is not supported '
-                       f'({", ".join(features_tfds.RAW_DATASETS)}, '
-                       'synthetic)')
-    if labels_of == 'manifest':
-      if not manifest:
-        raise ValueError('dataset manifest: pass --manifest FILE')
-      raw_dir = Path(manifest).expanduser().parent
+          f'features_pickle: no file or folder {request.features_pickle} (a '
+          "MulT / MMSA pickle, or the MESM authors' feature folder)")
     config = features_tfds.features_config(
-        'raw', dataset=labels_of, glove_path=str(glove_path),
-        openface_dir=str(openface_dir),
-        manifest=str(manifest) if labels_of == 'manifest' else '')
+        'pickle', str(request.features_pickle), dataset=labels_of)
+  elif source == 'raw':
+    if (request.glove_path
+        and not paths.as_path(request.glove_path).is_file()):
+      raise FileNotFoundError(f'glove_path: no GloVe file '
+                              f'{request.glove_path}')
+    if labels_of not in features_tfds.RAW_DATASETS:
+      raise ValueError(f'openface_dir: dataset {request.dataset!r} is not '
+                       f'supported ({", ".join(features_tfds.RAW_DATASETS)}'
+                       ', synthetic)')
+    if labels_of == 'manifest' and not request.manifest:
+      raise ValueError('dataset manifest: pass --manifest FILE')
+    config = features_tfds.features_config(
+        'raw', dataset=labels_of, glove_path=str(request.glove_path),
+        openface_dir=str(request.openface_dir), manifest=request.manifest)
   else:
     # One feature draw (seed 0) whatever the run's seed, as the end-to-end
     # data is one build for every seed of a sweep.
@@ -334,38 +312,79 @@ def prepare_features(dataset: str, *, raw_dir: str | Path | None = None,
   for named in features_tfds.FeaturesE2e.BUILDER_CONFIGS:
     if named.name == config.name:  # TFDS wants the class's own object
       config = named
-  if dataset == 'synthetic':
+  return config
+
+
+def prepare_features(request: FeatureRequest, *,
+                     raw_dir: str | Path | None = None,
+                     data_dir: str | Path | None = None,
+                     splits_dir: str | Path | None = None,
+                     synthetic_clips: int | None = None, seed: int = 0,
+                     progress: bool = True) -> features_tfds.FeaturesE2e:
+  """Prepares the baselines' feature-sequence data once (``features_e2e``).
+
+  Args:
+    request: what to build (``FeatureRequest``: dataset and source).  A
+      pickle's features are joined with the labels of the raw data in
+      ``raw_dir`` on the split files; the raw source computes them from the
+      raw clips in ``raw_dir`` (a manifest: its folder), skipping and
+      reporting clips that fail (``info.metadata['skip_report']``); the
+      synthetic source draws them from the synthetic raw data's labels on
+      its split files (the raw dir ``<data_dir>/synthetic_raw`` by default).
+    raw_dir, data_dir, synthetic_clips, progress: as ``prepare``.
+    splits_dir: split files (default: the authors'; synthetic: the raw
+      dir's ``splits/``).
+    seed: seed of the synthetic raw data when it is generated.
+
+  Returns:
+    The prepared ``features_e2e`` builder.  Data already built for the same
+    request (the config name: dataset, pickle path and size, the GloVe file
+    and OpenFace dir of a raw source, or the synthetic seed) is reused.
+  """
+  config = feature_config(request)
+  data_dir = data_dir_path(data_dir)
+  synthetic = request.dataset == 'synthetic'
+  if request.labels_of == 'manifest':
+    raw_dir = paths.as_path(request.manifest).parent
+  if synthetic:
     raw_dir = synthetic_raw_dir(raw_dir, data_dir)
     splits_dir = splits_dir or raw_dir / 'splits'
   builder = features_tfds.FeaturesE2e(config=config, data_dir=str(data_dir),
                                       splits_dir=splits_dir)
   name = f'{builder.name}/{config.name}'
   if builder.is_prepared():
-    if dataset == 'synthetic':
-      check_synthetic_clips(raw_dir, synthetic_clips)
-    stored = (builder.info.metadata.get('source') or {}).get('raw_dir')
-    if (raw_dir is not None and stored and labels_of != 'manifest'
-        and str(Path(raw_dir).expanduser().resolve()) != stored):
-      raise SourceMismatchError(
-          f'The TFDS data {name} in {builder.data_dir} was built from the raw '
-          f'data in {stored}, this run asks for {raw_dir}: give another '
-          '--data_dir (or delete that folder to build it again)')
+    _check_prepared_features(builder, request, raw_dir, synthetic_clips)
     if progress:
       print(f'TFDS data {name}: {builder.data_dir}', flush=True)
     return builder
-  if dataset == 'synthetic':
+  if synthetic:
     write_synthetic_raw(raw_dir, num_clips=synthetic_clips, seed=seed)
   elif raw_dir is None or not Path(raw_dir).is_dir():
-    what = ('the clips' if source == 'raw' else 'the labels')
+    what = 'the clips' if request.source == 'raw' else 'the labels'
     raise FileNotFoundError(
-        f'No data for {name}: {what} come from the raw {dataset} data '
-        f'(--raw_dir), {raw_dir} is not a directory.')
+        f'No data for {name}: {what} come from the raw {request.dataset} '
+        f'data (--raw_dir), {raw_dir} is not a directory.')
   if progress:
     print(f'Building {name} (once) into {data_dir}', flush=True)
   _download_and_prepare(builder, data_dir, raw_dir)
-  if progress and source == 'raw':
+  if progress and request.source == 'raw':
     print(skip_summary(builder), flush=True)
   return builder
+
+
+def _check_prepared_features(builder, request: FeatureRequest, raw_dir,
+                             synthetic_clips: int | None) -> None:
+  """Built data is reused only for the same synthetic clips and raw dir."""
+  if request.dataset == 'synthetic':
+    check_synthetic_clips(raw_dir, synthetic_clips)
+  stored = (builder.info.metadata.get('source') or {}).get('raw_dir')
+  if (raw_dir is not None and stored and request.labels_of != 'manifest'
+      and str(Path(raw_dir).expanduser().resolve()) != stored):
+    raise SourceMismatchError(
+        f'The TFDS data {builder.name}/{builder.builder_config.name} in '
+        f'{builder.data_dir} was built from the raw data in {stored}, this '
+        f'run asks for {raw_dir}: give another --data_dir (or delete that '
+        'folder to build it again)')
 
 
 def skip_summary(builder: features_tfds.FeaturesE2e) -> str:

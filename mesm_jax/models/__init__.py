@@ -12,7 +12,7 @@ read feature sequences instead of faces, spectrograms and tokens.
 
 import dataclasses
 import functools
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from mesm_jax import configs
 from mesm_jax.configs import BASELINES, DTYPES, END_TO_END, INITS, MODELS
 from mesm_jax.models.attention import CrossModalAttention
-from mesm_jax.models.baselines import FEATURE_DIMS, build_baseline
+from mesm_jax.models.baselines import build_baseline
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
 from mesm_jax.models.conv import resolve_chunk
@@ -38,7 +38,9 @@ CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(MultimodalModel)
 
 def build_model(config, text_encoder: Optional[nn.Module] = None,
                 axis_name: Optional[str] = None,
-                platform: Optional[str] = None) -> MultimodalModel:
+                platform: Optional[str] = None,
+                feature_dims: Optional[Tuple[int, int, int]] = None
+                ) -> MultimodalModel:
   """FE2E or MESM from a flat config (``mesm_jax.get_config(...)``).
 
   Args:
@@ -50,13 +52,19 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
     platform: the platform the model is compiled for ('cpu', 'gpu', 'tpu');
       it resolves ``conv_chunk=-1`` (``conv.resolve_chunk``).  None: the
       default backend's, asked now.
+    feature_dims: a baseline's (text, audio, visual) feature widths, those
+      of its data (``build_baseline_model``); FE2E and MESM ignore them.
 
   Returns:
     An unbound ``MultimodalModel`` (a baseline for ``configs.BASELINES``).
   """
   configs.check(config)
   if configs.is_baseline(config):
-    return build_baseline_model(config)
+    if feature_dims is None:
+      raise ValueError(f'{config.model} is built at the widths of its '
+                       'feature data: pass feature_dims (the built data\'s, '
+                       'feature_pipeline.feature_dims)')
+    return build_baseline_model(config, feature_dims)
   if 't' in config.modalities and text_encoder is None:
     text_encoder = build_text_encoder(config)
   fields = {name: config[name] for name in CONFIG_FIELDS}
@@ -112,40 +120,21 @@ def abstract_variables(config, model: nn.Module,
                           'dropout': jax.random.PRNGKey(0)}, batch), first)
 
 
-def baseline_text_dim(config) -> int:
-  """The text feature width the config's data stores, so the model's.
+def build_baseline_model(config, feature_dims: Tuple[int, int, int]
+                         ) -> nn.Module:
+  """A baseline from the config at the data's feature widths.
 
-  The data side's rules (``data_pipelines.tfds.prepare.feature_source``,
-  ``data_pipelines.tfds.features.text_dim``): 384 when the features are
-  computed from the raw clips (``openface_dir`` set, no ``features_pickle``)
-  without a GloVe file (``glove_path`` ''), else 300.
-  ``input_pipeline.build_feature_tfds`` checks the built data against it.
-
-  Raises:
-    ValueError: the config names no feature source (``feature_source``).
-  """
-  # pylint: disable=g-import-not-at-top  (TensorFlow: for baselines only)
-  from data_pipelines.tfds import features as features_tfds
-  from data_pipelines.tfds import prepare
-  source = prepare.feature_source(
-      config.dataset, features_pickle=config.get('features_pickle', ''),
-      openface_dir=config.get('openface_dir', ''))
-  return features_tfds.text_dim(source, config.get('glove_path', ''))
-
-
-def build_baseline_model(config) -> nn.Module:
-  """A baseline from the config: its own (published) widths.
+  ``feature_dims``: (text, audio, visual) widths of the feature data
+  (``feature_pipeline.feature_dims`` of the built data).
 
   Only LF-TRANS reads the config's Transformer fields (``trans_nlayers``,
   ``trans_ff_dim``, ``dropout``, ``dtype``; its width is each modality's
   feature width); ``baseline_layers`` (0 = published) sets the depth of
   MulT (crossmodal and memory encoders) and of EmoEmbs' LSTMs; everything
   else is the modules' own hyper-parameters (``mesm_jax.models.baselines``).
-  The feature widths are ``(baseline_text_dim(config), 144, 35)``.  No
-  BatchNorm: the step's axis is not needed.
+  No BatchNorm: the step's axis is not needed.
   """
-  kw = {'feature_dims': (baseline_text_dim(config),
-                         *FEATURE_DIMS[1:])}
+  kw = {'feature_dims': tuple(int(d) for d in feature_dims)}
   layers = int(config.get('baseline_layers', 0))
   if config.model == 'lf_trans':
     kw.update(trans_nlayers=int(config.trans_nlayers),
@@ -181,7 +170,7 @@ def param_labels(params):
 __all__ = [
     'CrossModalAttention', 'FrameCNN', 'INITS', 'MaskedBatchNorm',
     'BASELINES', 'MultimodalModel', 'ScratchTextEncoder', 'build_model',
-    'baseline_text_dim', 'build_baseline_model',
+    'abstract_variables', 'batch_spec', 'build_baseline_model',
     'build_text_encoder', 'gathered_stage', 'masked_stage', 'param_labels',
     'pytorch_init',
 ]

@@ -1,12 +1,10 @@
-"""The training loop's view of the input pipeline (``mesm_jax.input_pipeline``).
+"""The training loop's view of the input pipeline of its model family.
 
-For the baselines (``config.model`` in ``configs.BASELINES``) the data is
-the feature sequences of ``features_e2e`` (``input_pipeline.build_tfds``
-and ``make_dataset`` choose by ``config.model``); everything else is the
-same.
-
-Wraps ``input_pipeline.build_tfds`` / ``make_dataset`` into what the loop
-needs: numpy batches of one host's share for an epoch (from a given batch,
+One path per model family: FE2E and MESM read clips through
+``mesm_jax.input_pipeline``, the baselines (``configs.BASELINES``) feature
+sequences through ``mesm_jax.feature_pipeline`` (``pipeline(config)``, the
+one place that chooses).  Both have the same ``build_tfds`` and
+``make_dataset``; this module wraps them into what the loop needs: numpy batches of one host's share for an epoch (from a given batch,
 for resuming), evaluation batches, the training labels (for the positive
 weights) and the emotion names.
 
@@ -23,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines.tfds import prepare
 from mesm_jax import configs
+from mesm_jax import feature_pipeline
 from mesm_jax import input_pipeline
 
 
@@ -38,7 +37,7 @@ class Data:
     self.process_count = (jax.process_count() if process_count is None
                           else process_count)
     # The baselines read feature sequences (features_e2e), FE2E / MESM clips.
-    self.features = configs.is_baseline(config)
+    self.pipeline = pipeline(config)
     self.builder = build(config)
 
   def emotions(self) -> Tuple[str, ...]:
@@ -72,7 +71,7 @@ class Data:
 
   def _dataset(self, split: str, train: bool, batch: int, epoch: int = 0,
                skip: int = 0):
-    return input_pipeline.make_dataset(
+    return self.pipeline.make_dataset(
         self.config, split, train=train, global_batch_size=batch,
         seed=self.config.seed, epoch=epoch, process_index=self.process_index,
         process_count=self.process_count, skip_batches=skip,
@@ -97,27 +96,40 @@ class Data:
   def train_labels(self) -> Iterator[np.ndarray]:
     """Labels of every training clip (faces and audio left undecoded)."""
     skip = tfds.decode.SkipDecoding()
-    heavy = (('text_feats', 'audio_feats', 'vision_feats') if self.features
+    heavy = (feature_pipeline.KEYS if self.pipeline is feature_pipeline
              else ('faces', 'spec'))
     ds = self.builder.as_dataset(split='train', decoders={
         key: skip for key in heavy})
     ds = ds.map(lambda ex: ex['labels']).batch(1024)
     return ds.as_numpy_iterator()
 
+  def feature_dims(self) -> Optional[Tuple[int, int, int]]:
+    """A baseline's (text, audio, visual) feature widths, those of the built
+    data, which its model is built at; None for FE2E and MESM."""
+    if self.pipeline is not feature_pipeline:
+      return None
+    return feature_pipeline.feature_dims(self.builder)
+
   def sample_batch(self, batch_size: int) -> Dict[str, np.ndarray]:
     """One evaluation batch, to initialise the model's shapes."""
     return next(self.eval_batches('valid', batch_size))
 
 
+def pipeline(config):
+  """The input pipeline module of the config's model family."""
+  return (feature_pipeline if configs.is_baseline(config)
+          else input_pipeline)
+
+
 def build(config, progress: bool = True):
   """``config``'s prepared TFDS data (built once), as training reads it.
 
-  ``input_pipeline.build_tfds`` with the config's raw and data dirs and, for
+  The pipeline's ``build_tfds`` with the config's raw and data dirs and, for
   the synthetic dataset, its ``synthetic_clips``; the baselines get their
   ``features_e2e`` data.
   """
-  return input_pipeline.build_tfds(config, progress=progress,
-                                   **synthetic_kwargs(config))
+  return pipeline(config).build_tfds(config, progress=progress,
+                                     **synthetic_kwargs(config))
 
 
 def synthetic_kwargs(config) -> Dict[str, int]:

@@ -195,7 +195,9 @@ class Context:
     self.logger = log_lib.RunLogger(workdir)
     self.devices, self.eval_batch_size = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
-    self.model = restore_lib.build_model(config, self.devices[0].platform)
+    self.model = restore_lib.build_model(
+        config, self.devices[0].platform,
+        feature_dims=self.data.feature_dims())
     self.metric_set = self.data.metric_set()  # 'mosei' | 'iemocap' metrics
     self.headline = metrics_lib.headline_metrics(self.metric_set)
     self.ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
