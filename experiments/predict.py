@@ -30,6 +30,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 from data_pipelines import paths
 from data_pipelines import preprocess
 from experiments import attention_figure
+from mesm_jax import platforms
 from mesm_jax import predict
 from mesm_jax.train import workdir as workdir_lib
 # pylint: enable=g-import-not-at-top
@@ -104,6 +105,7 @@ def read_clips(path: str, defaults: Dict[str, Any]) -> List[Dict[str, Any]]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Runs the command; returns the exit status (1 if a video failed)."""
   args = parser().parse_args(argv)
+  platforms.leave_out_absent_tpu()  # before the first device
   text = args.text
   if args.text_file:
     text = Path(args.text_file).read_text(encoding='utf-8').strip()

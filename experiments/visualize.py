@@ -25,6 +25,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
 from data_pipelines import paths
 from experiments import attention_figure
 from mesm_jax import input_pipeline
+from mesm_jax import platforms
 from mesm_jax import predict
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -71,6 +72,7 @@ def choose(probs: Dict[str, np.ndarray], emotions: Sequence[str],
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser().parse_args(argv)
+  platforms.leave_out_absent_tpu()  # before the first device
   try:
     predictor = predict.load(args.workdir)
   except (FileNotFoundError, ValueError) as e:

@@ -291,3 +291,17 @@ def test_bad_example_names_the_clip():
   for change in bad_cases:
     with pytest.raises(ValueError, match='clip vid_7'):
       base.check_example('vid_7', {**good, **change})
+
+
+def test_expected_tfds_warnings_are_dropped_the_others_kept():
+  import logging  # pylint: disable=g-import-not-at-top
+  from data_pipelines.tfds import base  # pylint: disable=g-import-not-at-top
+  keep = base.ExpectedTfdsWarnings().filter
+  record = lambda msg: logging.LogRecord('absl', logging.WARNING, '', 0, msg,
+                                         (), None)
+  assert not keep(record('Using custom data configuration: E2EConfig(...)'))
+  assert not keep(record('Variant folder /d/mosei_e2e/x/1.0.0 has no '
+                         'dataset_info.json'))
+  assert keep(record('Dataset mosei_e2e is corrupted'))
+  assert any(isinstance(f, base.ExpectedTfdsWarnings)
+             for f in logging.getLogger('absl').filters)

@@ -140,3 +140,21 @@ def test_largest_batch_when_twice_the_batch_does_not_fit():
   fits = _memory(10, 10, 25, compiled)         # b=2 needs 30 > 25
   got = plan.largest_batch(fits, 1, 20, 25)
   assert got == {'batch': 1, 'bytes': 20, 'exact': True, 'compiles': 1}
+
+
+def test_no_libtpu_warnings_on_a_machine_without_a_tpu():
+  # The dev extra installs libtpu; on a machine with no TPU chip the entry
+  # points leave JAX's TPU backend out, so libtpu prints nothing.
+  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  code = ('from mesm_jax import platforms\n'
+          'print(platforms.leave_out_absent_tpu())\n'
+          'import jax\nprint(jax.default_backend())\n')
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, env=env, check=True)
+  assert out.stdout.split() == ['True', 'cpu']
+  assert 'TPU_WORKER_HOSTNAMES' not in out.stderr
+  # Without it the same start prints libtpu's warnings: the check can fail.
+  out = subprocess.run([sys.executable, '-c', 'import jax; jax.devices()'],
+                       capture_output=True, text=True, env=env, check=True)
+  assert 'TPU_WORKER_HOSTNAMES' in out.stderr

@@ -320,7 +320,7 @@ def test_setup_distributed_on_tpu_vms_and_clusters(monkeypatch, chips, env,
   for name, value in env.items():
     monkeypatch.setenv(name, value)
   seen = []
-  monkeypatch.setattr(loop, 'cloud_tpu_chips', lambda: chips)
+  monkeypatch.setattr(loop.platforms, 'cloud_tpu_chips', lambda: chips)
   monkeypatch.setattr(loop.jax.distributed, 'is_initialized', lambda: False)
   monkeypatch.setattr(loop.jax.distributed, 'initialize',
                       lambda **kw: seen.append(kw))

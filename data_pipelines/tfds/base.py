@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,6 +42,31 @@ from data_pipelines import text
 FACE_SIZE = 48
 N_MELS = 128
 CHUNK_FRAMES = 32
+# TFDS's warnings that every first run here prints and that ask nothing of the
+# user: the builder config of a run (the whole E2EConfig), the version folder
+# of data not built yet (it is built next), and TFDS's own use of a
+# deprecated FeatureConnector field.  Every other TFDS warning is kept.
+EXPECTED_TFDS_WARNINGS = ('Using custom data configuration',
+                          'Variant folder ',
+                          '`FeatureConnector.dtype` is deprecated')
+
+
+class ExpectedTfdsWarnings(logging.Filter):
+  """Drops the log records of ``EXPECTED_TFDS_WARNINGS``."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith(EXPECTED_TFDS_WARNINGS)
+
+
+def quiet_expected_tfds_warnings() -> None:
+  """Installs ``ExpectedTfdsWarnings`` on absl's logger (once)."""
+  logger = logging.getLogger('absl')
+  if not any(isinstance(f, ExpectedTfdsWarnings) for f in logger.filters):
+    logger.addFilter(ExpectedTfdsWarnings())
+
+
+quiet_expected_tfds_warnings()  # data_pipelines builds and reads TFDS data
+
 NUM_EMOTIONS = 6
 SPLITS = ('train', 'valid', 'test')
 CITATION = """\

@@ -30,6 +30,7 @@ import numpy as np
 
 from mesm_jax import configs
 from mesm_jax import models
+from mesm_jax import platforms
 from mesm_jax import restore as restore_lib
 from mesm_jax import text
 from mesm_jax.train import aot
@@ -65,7 +66,7 @@ def setup_distributed() -> None:
       or ',' in env.get('TPU_WORKER_HOSTNAMES', '')
       or int(env.get('SLURM_NTASKS', '1')) > 1
       or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1
-      or cloud_tpu_chips() > 0)
+      or platforms.cloud_tpu_chips() > 0)
   if not several or jax.distributed.is_initialized():
     return
   kwargs = {}
@@ -85,17 +86,6 @@ def setup_distributed() -> None:
       and jax.config.jax_cpu_collectives_implementation is None):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(**kwargs)
-
-
-def cloud_tpu_chips() -> int:
-  """TPU chips attached to this machine (a Cloud TPU VM), read from its PCI
-  devices by jax's own Cloud TPU detection; 0 elsewhere."""
-  try:
-    # pylint: disable=g-import-not-at-top
-    from jax._src import hardware_utils
-    return int(hardware_utils.num_available_tpu_chips_and_device_id()[0])
-  except (ImportError, AttributeError, OSError, TypeError, IndexError):
-    return 0  # another jax layout: the environment variables above decide
 
 
 def init_state(config, model,

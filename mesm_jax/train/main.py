@@ -28,7 +28,10 @@ def default_workdir(config) -> str:
 
 
 def _quiet_tensorflow() -> None:
+  """Before TensorFlow and JAX start: their expected start-up noise off."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads
+  from mesm_jax import platforms  # pylint: disable=g-import-not-at-top
+  platforms.leave_out_absent_tpu()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only: leave GPUs to JAX
 
