@@ -19,9 +19,12 @@ the model on a synthetic batch (random inputs; the faithful attention never
 trains, so its random initial weights are what a trained model uses too).
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import json
-import sys
 from typing import Dict, List, Optional
 
 import jax

@@ -32,11 +32,14 @@ machine (e.g. ``albert-base-v2`` never downloaded) is replaced by a random
 encoder of the same shape where its shape is known (``SAME_SHAPE``).
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 

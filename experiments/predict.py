@@ -16,12 +16,14 @@ tokens, whether the caps cut frames or chunks).  A thin layer over
 ``mesm_jax.predict``.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import csv
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads

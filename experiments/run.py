@@ -13,9 +13,12 @@ TensorFlow and JAX load, and ``--prepare_only``, which builds the TFDS data
 and stops.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import os
-import sys
 from typing import Optional, Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow loads

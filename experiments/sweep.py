@@ -35,6 +35,10 @@ output then goes to a local copy of its ``sweep.log``
 ``sweep.log`` when the attempt ends.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import concurrent.futures
 import contextlib
@@ -46,10 +50,8 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from etils import epath

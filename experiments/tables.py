@@ -24,13 +24,15 @@ never in place of a result.  Runs still going (no ``results.json``) are
 listed and left out.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import csv
 import io
 import json
 import math
-import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from etils import epath

@@ -12,9 +12,12 @@ attention and nucleus) and the arrays as ``.npz``.  ``--top_k N`` picks, per
 emotion, the N clips the model is most confident have it.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # checkout
+
 import argparse
 import os
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np

@@ -27,11 +27,14 @@ Each variant runs in a process of its own, so that each peak is its own.
 with the device's name.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # checkout
+
 import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from typing import Dict, List, Optional
 
@@ -192,7 +195,4 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
 
 
 if __name__ == '__main__':
-  # Run from a checkout without installing it (an accelerator image).
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__)))))
   main(sys.argv[1:])

@@ -30,10 +30,13 @@ XLA:CPU's YNNPACK taking all the fusion kinds it offers
 end in `` [ynn_all]``.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # checkout
+
 import argparse
 import platform
 import subprocess
-import sys
 import time
 from typing import Dict, List, Tuple
 

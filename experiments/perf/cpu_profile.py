@@ -35,6 +35,10 @@ Needs Linux ``perf`` and ``/proc/sys/kernel/perf_event_paranoid`` <= 2 (a
 process may sample its own threads).  Only tried on CPU.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # checkout
+
 import argparse
 import collections
 import os

@@ -27,12 +27,15 @@ runs both end to end in a pool of ``--workers`` processes
 
 from __future__ import annotations
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # checkout
+
+
 import argparse
 import json
 import math
 import os
-from pathlib import Path
-import sys
 import tempfile
 import time
 

@@ -23,6 +23,10 @@ are named after their HLO fusions, but library calls (cuBLAS, cuDNN) carry
 vendor names and would be left out of the tables.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # checkout
+
 import argparse
 import collections
 import glob

