@@ -155,9 +155,11 @@ def largest_batch(fits: Callable[[int], Optional[int]], b0: int, m0: int,
 
   Returns:
     ``batch`` (the largest confirmed to fit), ``bytes`` (its need),
-    ``exact`` (``batch + 1`` is known not to fit) and ``compiles``.  The
-    line through (b0, m0) and (2 b0, m1) predicts the batch; a prediction
-    that does not fit is bisected against the last batch that did.
+    ``exact`` (``batch + 1`` is known not to fit), ``compiles`` and
+    ``predicted`` (the line's batch when no compile was left to try it,
+    else None).  The line through (b0, m0) and (2 b0, m1) predicts the
+    batch; a prediction that does not fit is bisected against the last
+    batch that did.
   """
   lo, lo_bytes, hi, compiles = b0, m0, None, 0
 
@@ -172,18 +174,22 @@ def largest_batch(fits: Callable[[int], Optional[int]], b0: int, m0: int,
     hi = b if hi is None else min(hi, b)
     return None
 
+  predicted = None
   m1 = attempt(min(2 * b0, cap))
-  if m1 is not None and lo < cap and compiles < max_compiles:
+  if m1 is not None and lo < cap:
     slope = max((m1 - m0) / max(lo - b0, 1), 1.0)
     guess = min(cap, lo + int((hbm - m1) // slope))
-    if guess > lo:
+    if guess > lo and compiles >= max_compiles:
+      predicted = guess
+    elif guess > lo:
       attempt(guess)
       if hi is None and guess < cap and compiles < max_compiles:
         attempt(guess + 1)
   while hi is not None and hi - lo > 1 and compiles < max_compiles:
     attempt((lo + hi) // 2)
   return {'batch': lo, 'bytes': lo_bytes,
-          'exact': hi is not None and hi == lo + 1, 'compiles': compiles}
+          'exact': hi is not None and hi == lo + 1, 'compiles': compiles,
+          'predicted': predicted}
 
 
 # ----------------------------------------------------------- one slice
@@ -367,6 +373,11 @@ def format_row(r: Dict[str, object]) -> str:
           f'({_gib(big["bytes"])} GiB; '
           f'{"one more does not fit" if big["exact"] else "confirmed by a compile; one more is over the memory line"}'
           f', {big["compiles"]} more compiles)')
+    if big.get('predicted'):
+      lines.append(
+          f'  the memory line through the two compiled batches predicts '
+          f'{big["predicted"]} per chip (not compiled: --search_compiles '
+          f'{big["compiles"]})')
     else:
       lines.append('  largest train batch per chip that fits: none (the '
                    'configured batch does not fit)')

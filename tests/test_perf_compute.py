@@ -102,29 +102,19 @@ def test_benchmark_rejects_bad_options(capsys, flag, value, message):
   assert message in capsys.readouterr().err
 
 
-def test_timer_cpu_time_tells_busy_from_idle():
-  """CPU time per call: a matmul keeps a core busy, a sleep does not."""
-  import time as time_lib
-
-  def busy(x):
-    for _ in range(8):
-      x = jnp.tanh(x @ x)
-    return x
-
-  def idle(x):
-    def nap(v):
-      time_lib.sleep(0.05)
-      return v
-    return jax.pure_callback(nap, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
-
+def test_timer_keeps_every_call_and_reports_medians():
+  """What the Timer records, not how fast anything is (timings belong to
+  the benchmarks, not to the tests)."""
   timer = compute.Timer(repeats=3, warmup=1)
-  timer.add('busy', busy, jnp.ones((384, 384)) / 384)
-  timer.add('idle', idle, jnp.ones((4,)))
+  timer.add('tanh', jnp.tanh, jnp.ones((8,)))
+  timer.add('sum', jnp.sum, jnp.ones((8,)))
   wall, cpu = timer.run(), timer.cpu_seconds()
-  assert wall['idle'] >= 0.05
-  assert cpu['idle'] < 0.5 * wall['idle']
-  assert cpu['busy'] > 0.5 * wall['busy']
-  assert set(timer.cpu) == {'busy', 'idle'} and len(timer.cpu['busy']) == 3
+  assert set(wall) == set(cpu) == set(timer.compile_s) == {'tanh', 'sum'}
+  for name in ('tanh', 'sum'):
+    assert len(timer.times[name]) == len(timer.cpu[name]) == 3
+    assert wall[name] == float(np.median(timer.times[name]))
+    assert cpu[name] == float(np.median(timer.cpu[name]))
+  assert set(timer.memory['tanh']) >= {'temp', 'argument', 'output'}
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu',

@@ -1,12 +1,9 @@
-"""experiments/perf/cpu_profile.py: perf samples sorted into library groups."""
+"""experiments/perf/cpu_profile.py: perf samples sorted into library groups.
 
-import os
-import shutil
-import subprocess
-import tempfile
+Parsing and grouping only: what a real profile of this machine shows
+(symbol names, busy threads) is the script's output, not a test.
+"""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -77,31 +74,3 @@ def test_timeline_counts_busy_threads_per_slice():
   assert got['lone xla jit'] == pytest.approx(1 / 6)      # slice 3
   assert got['lone sort'] == pytest.approx(1 / 6)         # slice 5
   assert cpu_profile.timeline(['nothing'], freq=1000) == {}
-
-
-def _perf_works() -> bool:
-  """Can perf sample this process, the way ``cpu_profile.sample`` does?"""
-  if shutil.which('perf') is None:
-    return False
-  with tempfile.TemporaryDirectory() as tmp:
-    probe = subprocess.run(
-        ['perf', 'record', '-q', '-F', '99', '-p', str(os.getpid()), '-o',
-         os.path.join(tmp, 'probe.data'), '--', 'sleep', '0.2'],
-        capture_output=True)
-  return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _perf_works(), reason='Linux perf cannot sample here')
-def test_sample_sees_the_matmul():
-  x = jnp.asarray(np.random.default_rng(0).standard_normal((384, 384)),
-                  jnp.float32)
-  fn = jax.jit(lambda a: a @ a @ a)
-  jax.block_until_ready(fn(x))
-  got, wall, cpu = cpu_profile.sample(fn, (x,), seconds=1.5, freq=499)
-  assert wall > 0 and cpu > 0
-  np.testing.assert_allclose(
-      sum(got[g] for g in cpu_profile.GROUP_NAMES), 1.0)
-  # A loop of matmuls spends most of its CPU time in matmul kernels.
-  assert got['ynn matmul'] + got['eigen'] > 0.5, got
-  busy = got.get('1', 0.0) + 2 * got.get('2+', 0.0)
-  assert 0.5 < busy <= 2.5, got          # about the cores the loop kept busy

@@ -111,7 +111,12 @@ def test_largest_batch_from_the_memory_line():
   got = plan.largest_batch(fits, 1, fits(1), 16 * gib)
   assert compiled == [1, 2, 30, 31]
   assert got == {'batch': 30, 'bytes': 16 * gib, 'exact': True,
-                 'compiles': 3}
+                 'compiles': 3, 'predicted': None}
+  # One compile allowed: the line's batch is reported as a prediction only.
+  compiled.clear()
+  got = plan.largest_batch(fits, 1, fits(1), 16 * gib, max_compiles=1)
+  assert compiled == [1, 2]
+  assert got['batch'] == 2 and got['predicted'] == 30 and not got['exact']
 
 
 def test_largest_batch_bisects_when_the_line_misses():
@@ -139,7 +144,8 @@ def test_largest_batch_when_twice_the_batch_does_not_fit():
   compiled.clear()
   fits = _memory(10, 10, 25, compiled)         # b=2 needs 30 > 25
   got = plan.largest_batch(fits, 1, 20, 25)
-  assert got == {'batch': 1, 'bytes': 20, 'exact': True, 'compiles': 1}
+  assert got == {'batch': 1, 'bytes': 20, 'exact': True, 'compiles': 1,
+                 'predicted': None}
 
 
 def test_no_libtpu_warnings_on_a_machine_without_a_tpu():
