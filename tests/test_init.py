@@ -207,3 +207,65 @@ def test_init_state_dispatches_on_config_init():
     configs.check(config)
   with pytest.raises(ValueError, match='init must be one of'):
     restore_lib.build_model(config)
+
+
+# ------------------------------------------- against PyTorch's own draws
+
+
+def _torch_draws(make, n):
+  """Weights of ``n`` freshly built PyTorch modules, flattened."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  out = {}
+  for _ in range(n):
+    for k, v in make().items():
+      out.setdefault(k, []).append(v.detach().numpy().ravel())
+  return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _ours(flax_params, name, keys=8):
+  return np.concatenate([
+      _flat(pytorch_init(flax_params, jax.random.key(100 + s)))[name].ravel()
+      for s in range(keys)])
+
+
+def test_laws_match_pytorchs_own_initialisation(flax_params):
+  """Two-sample Kolmogorov-Smirnov tests of our draws against the weights of
+  the PyTorch modules that the original builds (nn.Linear, nn.Conv2d,
+  nn.MultiheadAttention, torch.randn for the CLS), initialised by PyTorch
+  itself, not by a formula written here.  Fixed seeds: the p-values are
+  deterministic; a wrong law (e.g. fan-out for fan-in, a 3x wider bound)
+  gives p < 1e-20 at these sample sizes (checked below), a right one
+  p >> 1e-4."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  nn = torch.nn
+  attn = 'visual_transformer/encoder/layer0/attention'
+  mha = lambda: nn.MultiheadAttention(D, 2)            # smoke: 2 heads
+  cases = {
+      # fc1: Linear(3*3*16 -> 16); stored [I, O], torch [O, I].
+      'visual_cnn/fc1/kernel': (lambda: {'w': nn.Linear(144, 16).weight}, 'w'),
+      'visual_cnn/fc1/bias': (lambda: {'b': nn.Linear(144, 16).bias}, 'b'),
+      'visual_cnn/stage5/conv2/kernel': (
+          lambda: {'w': nn.Conv2d(16, 16, 3).weight}, 'w'),
+      'audio_cnn/stem/layer/conv/kernel': (
+          lambda: {'w': nn.Conv2d(1, 4, 5).weight}, 'w'),
+      f'{attn}/query/kernel': (lambda: {'w': mha().in_proj_weight}, 'w'),
+      f'{attn}/out/kernel': (lambda: {'w': mha().out_proj.weight}, 'w'),
+      'visual_transformer/cls': (lambda: {'c': torch.randn(1, 1, D)}, 'c'),
+  }
+  p_values = {}
+  for name, (make, key) in cases.items():
+    ours = _ours(flax_params, name)
+    theirs = _torch_draws(make, max(1, 4 * ours.size // max(
+        make()[key].numel(), 1)))[key]
+    p_values[name] = stats.ks_2samp(ours, theirs).pvalue
+  assert all(p > 1e-4 for p in p_values.values()), p_values
+  # The test can fail: fan-out instead of fan-in for fc1 (bound 1/4, not
+  # 1/12), and the query kernel's bound from D alone (sqrt(6 / 2D)).
+  fc1 = _ours(flax_params, 'visual_cnn/fc1/kernel')
+  wrong = _torch_draws(lambda: {'w': nn.Linear(16, 144).weight}, 4)['w']
+  assert stats.ks_2samp(fc1, wrong).pvalue < 1e-20
+  query = _ours(flax_params, f'{attn}/query/kernel')
+  wrong = _torch_draws(lambda: {'w': nn.Linear(D, D).weight}, 32)['w'] * 3
+  assert stats.ks_2samp(query, wrong).pvalue < 1e-20

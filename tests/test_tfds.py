@@ -211,7 +211,10 @@ def test_tfds_build_command(tmp_path):
   cmd = [sys.executable, '-m', 'data_pipelines.tfds', 'build',
          str(root / 'data_pipelines/tfds/mosei_e2e.py'), '--config',
          'synthetic', '--manual_dir', str(raw), '--data_dir',
-         str(tmp_path / 'tfds')]
+         str(tmp_path / 'tfds'),
+         # Never reach the network (TFDS would look for a prepared copy of
+         # the dataset on its public GCS bucket first).
+         '--download_config', '{"try_download_gcs": false}']
   done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
                         timeout=300, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
