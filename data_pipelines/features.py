@@ -66,8 +66,8 @@ from scipy import stats
 
 from data_pipelines import audio
 from data_pipelines.readers.feature_pickle import (
-    FeatureFileError, join_with_split, normalise_clip_id, read_feature_pickle,
-    write_feature_pickle)
+    FeatureFileError, feature_widths, join_with_split, normalise_clip_id,
+    read_feature_files, read_feature_pickle, write_feature_pickle)
 from data_pipelines.readers.openface import (
     AU_C, AU_COLUMNS, AU_R, read_openface_csv, read_openface_dir,
     write_openface_csv)
@@ -75,7 +75,8 @@ from data_pipelines.readers.openface import (
 __all__ = [
     'ACOUSTIC_DIM', 'AU_COLUMNS', 'FeatureFileError', 'GLOVE_DIM',
     'MINILM_DIM', 'VISION_DIM', 'acoustic_features', 'bark_band_edges',
-    'clip_acoustic_features', 'glove_vectors', 'join_with_split', 'load_glove',
+    'clip_acoustic_features', 'feature_widths', 'glove_vectors',
+    'join_with_split', 'load_glove', 'read_feature_files',
     'minilm_input_embeddings', 'normalise_clip_id', 'phonological_stats',
     'read_feature_pickle', 'read_openface_csv', 'read_openface_dir',
     'synthetic_clip_features', 'synthetic_features', 'words_of',

@@ -44,7 +44,41 @@ def test_normalise_clip_id(raw, want):
 
 def test_normalise_clip_id_without_clip_number():
   with pytest.raises(ValueError, match='no clip number'):
-    features.normalise_clip_id([b'abc', b'12.31', b'15.02'])
+    features.normalise_clip_id([b'abc', b'x', b''])
+  # MulT's (video, start, end) rows need the labels' clip times: an
+  # integer-looking start is not a clip number.
+  for row in ([b'abc', b'12.31', b'15.02'], [b'abc', b'12', b'15']):
+    with pytest.raises(ValueError, match=r'\(video, start, end\).*clip_times'):
+      features.normalise_clip_id(row)
+
+
+def test_normalise_clip_id_maps_mult_time_rows_by_the_labels_times():
+  clips = [Clip('abc_0', 0.0, 4.2), Clip('abc_1', 4.2, 9.5),
+           Clip('abc_12', 12.0, 15.0), Clip('x_y_3', 1.25, 2.5),
+           Clip('nope_1', None, None)]
+  times = feature_pickle.clip_times_of(clips)
+  assert 'nope' not in times and times['x_y'] == [(1.25, 2.5, 'x_y_3')]
+  for row, want in (
+      ([b'abc', b'4.2', b'9.5'], 'abc_1'),
+      ([b'abc', b'12', b'15'], 'abc_12'),        # not clip 12 by its start
+      (np.array([b'abc', b'0.04', b'4.25']), 'abc_0'),   # within 0.1 s
+      (('x_y', '1.25', '2.5'), 'x_y_3'),
+      ([b'abc', b'20', b'30'], 'abc@20-30'),     # no clip: kept, unmatched
+      ([b'abc', b'4.5', b'9.5'], 'abc@4.5-9.5'),  # start 0.3 s off
+      ([b'abc', b'7', b''], 'abc_7')):            # a clip row, as before
+    assert features.normalise_clip_id(row, times) == want, row
+
+
+class Clip:
+  def __init__(self, clip_id, start, end):
+    self.clip_id, self.start, self.end = clip_id, start, end
+
+
+def _padded(clip, length, pad_side):
+  """A clip as a dense array of ``length`` rows keeps it (zeros included)."""
+  pad = [(length - clip.shape[0], 0) if pad_side == 'front' else
+         (0, length - clip.shape[0]), (0, 0)]
+  return np.pad(clip, pad)
 
 
 @pytest.mark.parametrize('id_style, pad_side, with_lengths', [
@@ -64,9 +98,14 @@ def test_pickle_round_trip(tmp_path, id_style, pad_side, with_lengths):
   assert len({c['audio'].shape[0] for c in clips.values()}) > 1
   got = features.read_feature_pickle(path)
   assert list(got) == ids
-  for clip_id in ids:
+  for split, table in splits.items():
     for key in ('text', 'audio', 'vision'):
-      np.testing.assert_array_equal(got[clip_id][key], clips[clip_id][key])
+      longest = raw[split][key].shape[1]
+      for clip_id in table:
+        want = clips[clip_id][key]
+        if not (with_lengths and key != 'text'):   # every row of the file
+          want = _padded(want, longest, pad_side)
+        np.testing.assert_array_equal(got[clip_id][key], want)
   test_only = features.read_feature_pickle(path, split='test')
   assert list(test_only) == [ids[2]]
 
@@ -91,13 +130,15 @@ def test_pickle_single_split_and_per_clip_lists(tmp_path):
   got = features.read_feature_pickle(tmp_path / 'lists.pkl')
   first = next(iter(clips))
   assert got[first]['audio'][0, 0] == 0
-  for clip_id, c in clips.items():
-    np.testing.assert_array_equal(got[clip_id]['vision'], c['vision'])
+  for clip_id, c in clips.items():     # dense: every row, padding kept
+    np.testing.assert_array_equal(got[clip_id]['vision'],
+                                  _padded(c['vision'], 30, 'end'))
     assert got[clip_id]['text'].shape == c['text'].shape
 
 
 def test_pickle_padding_rules_with_edge_zero_rows(tmp_path):
-  """Lengths keys keep inner and edge zero rows; without them edges go."""
+  """Lengths keys keep inner and edge zero rows; without them every row
+  of the file is kept (the originals trim nothing)."""
   x = np.zeros((2, 6, 3), np.float32)
   x[0, 1:3] = 1.0                     # true length 4 (zero rows at 0 and 3)
   x[1, 3:6] = 2.0                     # front-padded, length 3
@@ -107,9 +148,9 @@ def test_pickle_padding_rules_with_edge_zero_rows(tmp_path):
     pickle.dump({'valid': table}, f)
   got = features.read_feature_pickle(tmp_path / 'p.pkl')
   assert got['v_1']['audio'].shape == (4, 3)      # from audio_lengths
-  assert got['v_1']['text'].shape == (2, 3)       # stripped zero edges
+  np.testing.assert_array_equal(got['v_1']['text'], x[0])   # all 6 rows
   np.testing.assert_array_equal(got['v_2']['audio'], x[1, 3:])
-  np.testing.assert_array_equal(got['v_2']['vision'], x[1, 3:])
+  np.testing.assert_array_equal(got['v_2']['vision'], x[1])
 
 
 def test_pickle_layout_errors_name_file_and_key(tmp_path):
@@ -144,7 +185,7 @@ def test_pickle_layout_errors_name_file_and_key(tmp_path):
   with open(path, 'wb') as f:
     pickle.dump(data, f)
   with pytest.raises(features.FeatureFileError,
-                     match=r"key 'id' row 0: .*no clip number"):
+                     match=r"key 'id' row 0: .*\(video, start, end\)"):
     features.read_feature_pickle(path)
   raw = features.read_feature_pickle(path, normalise_ids=False)
   assert list(raw) == ['v_0.5_9.5', 'v_1.5_9.5', 'v_2.5_9.5']
