@@ -154,7 +154,9 @@ def config_name(c: FeaturesConfig) -> str:
     return f'synthetic-s{c.seed}'
   if c.source == 'raw':
     return raw_config_name(c)
-  return f'pickle-{c.dataset}-{_pickle_tag(c.features_pickle)}'
+  # '-w': stored at the files' widths, every frame kept (data built before,
+  # at fixed widths with zero edge rows trimmed, is not reused).
+  return f'pickle-{c.dataset}-{_pickle_tag(c.features_pickle)}-w'
 
 
 def _stem(path: Path) -> str:
@@ -200,9 +202,11 @@ def _pickle_tag(features_pickle: str) -> str:
 
 
 def raw_config_name(c: FeaturesConfig) -> str:
-  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-<phon>-openface_<digest>``
-  (``phon``: phon_disvoice | phon_none, whether the optional disvoice package
-  computes the phonological statistics)."""
+  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-<audio>-openface_<digest>``
+  (``audio``: ac2_disvoice | ac2_approx, whether the optional disvoice
+  package computes the acoustic features or this project's approximation
+  does; ``ac2``: the acoustic layout of ``features.ACOUSTIC_GROUPS``, data
+  of the earlier layout, named ``phon_*``, is not reused)."""
   if c.dataset not in RAW_DATASETS:
     raise ValueError(f'source raw: dataset must be one of {RAW_DATASETS}, got '
                      f'{c.dataset!r}')
@@ -219,8 +223,8 @@ def raw_config_name(c: FeaturesConfig) -> str:
   # Without the optional disvoice package the acoustic features are this
   # project's approximations (features.acoustic_features): data built so is
   # not reused once it is installed.
-  phon = ('phon_disvoice' if importlib.util.find_spec('disvoice') is not None
-          else 'phon_none')
+  phon = ('ac2_disvoice' if importlib.util.find_spec('disvoice') is not None
+          else 'ac2_approx')
   return (f'raw-{data}-{text}-t{c.text_dim}-{phon}-openface_'
           f'{_folder_digest(c.openface_dir)}')
 

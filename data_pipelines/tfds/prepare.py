@@ -264,7 +264,8 @@ class FeatureRequest:
       return 'synthetic'
     raise ValueError(f'dataset {self.dataset!r}: the baselines read feature '
                      'sequences; pass --features_pickle (a MulT / MMSA '
-                     'pickle), --openface_dir (features computed from the '
+                     "pickle, or the MESM authors' MOSEI / IEMOCAP feature "
+                     'folder), --openface_dir (features computed from the '
                      'raw clips, with --glove_path or the MiniLM substitute) '
                      'or use --dataset synthetic')
 
