@@ -374,8 +374,10 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
             ', '.join(f'{p}/{u} lacks {"+".join(f)}'
                       for p, u, f in read.incomplete[:5]))
     else:
+      # None when the labels have no times (processed layout): a MulT time
+      # row is then an error that says why, not a silent mismatch.
       times = feature_pickle.clip_times_of(
-          [clip for split in base.SPLITS for clip in clips[split]])
+          [clip for split in base.SPLITS for clip in clips[split]]) or None
       feats = features.read_feature_files(c.features_pickle,
                                           clip_times=times)
       source['features_layout'] = ('mosei_hcf' if path.is_dir() or
