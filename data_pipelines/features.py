@@ -1,47 +1,67 @@
 """Hand-crafted feature inputs of the baselines (LF-LSTM, LF-TRANS, MulT).
 
 MESM.md, "Baselines of Tables 3 and 4": per clip, visual 35 facial action
-units per frame (OpenFace 2.0, ``readers.openface``), acoustic 142 values per
-400 ms frame padded with 2 zeros to 144, textual GloVe 840B 300-d vectors per
-word; for CMU-MOSEI the original reads them from MulT / MMSA style pickles
-(``readers.feature_pickle``).  This module computes the acoustic and textual
-features from raw inputs and generates synthetic ones.
+units per frame (OpenFace 2.0, ``readers.openface``), acoustic DisVoice
+values per frame, textual GloVe 840B 300-d vectors per word; for CMU-MOSEI
+the original reads them from feature pickles (``readers.feature_pickle``, at
+the files' widths).  This module computes the acoustic and textual features
+from raw inputs (the raw-clip source) and generates synthetic ones.
 
-Acoustic features (``acoustic_features``), per frame of ``frame_s`` = 0.4 s:
+Acoustic features (``acoustic_features``): 144 values per frame of
+``frame_s`` = 0.4 s, the columns the original keeps of its IEMOCAP DisVoice
+vectors, in its order (MESM ``src/datasets.py``, ``HCFDataLoader``'s
+``FEATURE_TYPE_ALL``: DisVoice columns 0-33, 655-762, 100, 101), named by
+``ACOUSTIC_GROUPS`` (name, width) and ``DISVOICE_COLUMNS``:
 
-* Framing: the wav is cut into consecutive, non-overlapping frames of
-  ``round(frame_s * sr)`` samples from its first sample; ``T = ceil(S /
-  frame)``, the last frame holding the remainder.  Inside a frame, analysis
-  windows of 25 ms (400 samples at 16 kHz) every 10 ms, not centred, lie
-  wholly inside the frame (a frame shorter than one window is zero-padded to
-  one window); each window is weighted by a periodic Hann window and its
-  power spectrum ``|rfft|^2`` taken with an FFT size equal to the window.
-* ``[0:12]`` Bark-band energies: ``10 log10(max(E_b, 1e-10))`` where ``E_b``
-  is the mean over the frame's windows of the power summed over the FFT bins
-  with frequency in ``[lo_b, hi_b)`` (the last band includes ``hi``).  The 12
-  bands split 0 .. min(8 kHz, sr / 2) into equal widths on the Bark scale of
-  Zwicker & Terhardt (1980), ``z(f) = 13 atan(0.00076 f) + 3.5 atan((f /
-  7500)^2)``: at 16 kHz about 0, 180, 367, 568, 793, 1057, 1380, 1799, 2371,
-  3188, 4344, 5895, 8000 Hz (``bark_band_edges``).
-* ``[12:34]`` MFCCs: per window 40 triangular HTK mel filters over 0 ..
-  sr / 2 without area normalisation (``audio.mel_filterbank``), log
-  ``10 log10(max(mel, 1e-10))`` (librosa's ``power_to_db`` without
-  ``top_db``), DCT type 2 with ``norm='ortho'``, coefficients 0..21 (c0
-  included, no liftering); then the mean over the frame's windows.
-* ``[34:142]`` phonological statistics: 18 phonological class posteriors
-  (DisVoice / Phonet, every 10 ms) summarised per frame by 6 statistics,
-  class-major: for each class mean, std, skewness, kurtosis (Fisher), max,
-  min (``PHON_STATS``).  Only with the optional ``disvoice`` package (not a
-  dependency of this project); without it these 108 values are zeros and a
-  warning is given once per process.  A callable can supply the posteriors.
-* ``[142:144]``: zeros (the original pads 142 to 144 for the Transformer).
+* ``bbe`` [0:22]: DisVoice columns 0-21, the means of the 22 Bark-band
+  energies in onset transitions (DisVoice articulation, static: the first
+  122 values of its 488 are the means of its 122 descriptors);
+* ``mfcc`` [22:34]: columns 22-33, the means of the 12 MFCCs in onset
+  transitions;
+* ``phonological`` [34:142]: columns 655-762, 18 phonological class
+  posteriors (DisVoice phonological / Phonet, every 10 ms) summarised by 6
+  statistics, class-major: for each class mean, std, skewness, kurtosis
+  (Fisher), max, min (``PHON_STATS``);
+* ``dmfcc_offset`` [142:144]: columns 100 and 101, the means of the first
+  derivatives of MFCCs 9 and 10 in offset transitions (articulation
+  descriptors 93-104 are the 12 DMFCCs in offset transitions).
 
-Caveat (reported, not decided here): the MESM code's feature-group indices
-(``HCFDataLoader`` in ``src/datasets.py``) name the first 22 DisVoice values
-BBE and the next 12 MFCC, and its 143rd/144th values are two DisVoice
-columns (100, 101) rather than zeros; the paper and MESM.md say 12 BBE and 22
-MFCCs.  ``n_bark`` / ``n_mfcc`` make the split a parameter (their sum must be
-34).
+With the optional ``disvoice`` package installed (not a dependency of this
+project; detected with ``importlib.util.find_spec('disvoice')``), ``'auto'``
+computes every group with DisVoice on each 0.4 s frame: its articulation
+static vector (columns 0-33, 100, 101) and its phonological posteriors
+(summarised per frame here).  Without it (a one-time warning says so), what
+differs from the original:
+
+* ``bbe``: this project's Bark-band energies over EVERY 25 ms window of the
+  frame, not DisVoice's over the 40 ms segments at onset transitions
+  (voiced / unvoiced boundaries it finds from Praat's F0): ``10 log10(max(E_b,
+  1e-10))``, ``E_b`` the mean over the frame's windows of the power summed
+  over the FFT bins with frequency in ``[lo_b, hi_b)`` (the last band
+  includes ``hi``); the 22 bands split 0 .. min(8 kHz, sr / 2) into equal
+  widths on the Bark scale of Zwicker & Terhardt (1980), ``z(f) = 13
+  atan(0.00076 f) + 3.5 atan((f / 7500)^2)`` (``bark_band_edges``); DisVoice's
+  own band edges and scaling may differ;
+* ``mfcc``: this project's MFCCs over every window of the frame: 40
+  triangular HTK mel filters over 0 .. sr / 2 without area normalisation
+  (``audio.mel_filterbank``), ``10 log10(max(mel, 1e-10))`` (librosa's
+  ``power_to_db`` without ``top_db``), DCT-II ``norm='ortho'``, coefficients
+  0..11 (c0 included, no liftering), the mean over the windows; DisVoice's
+  MFCC definition and its onset-only selection may differ;
+* ``phonological``: zeros (no Phonet model), unless a callable supplies the
+  posteriors (``phonological=``);
+* ``dmfcc_offset``: the mean over the frame's windows of the first
+  differences (window to next window, 10 ms apart) of the coefficients 9
+  and 10 of ``mfcc`` (indices 8 and 9), over every window instead of the
+  offset transitions' 40 ms segments; 0 for a frame of one window.
+
+Framing: the wav is cut into consecutive, non-overlapping frames of
+``round(frame_s * sr)`` samples from its first sample; ``T = ceil(S /
+frame)``, the last frame holding the remainder.  Inside a frame, analysis
+windows of 25 ms (400 samples at 16 kHz) every 10 ms, not centred, lie
+wholly inside the frame (a frame shorter than one window is zero-padded to
+one window); each window is weighted by a periodic Hann window and its
+power spectrum ``|rfft|^2`` taken with an FFT size equal to the window.
 
 Text: ``glove_vectors`` reads a GloVe text file; ``minilm_input_embeddings``
 is an offline substitute from the bundled all-MiniLM-L6-v2 (384-d, not 300).
@@ -66,16 +86,18 @@ from scipy import stats
 
 from data_pipelines import audio
 from data_pipelines.readers.feature_pickle import (
-    FeatureFileError, join_with_split, normalise_clip_id, read_feature_pickle,
-    write_feature_pickle)
+    FeatureFileError, feature_widths, join_with_split, normalise_clip_id,
+    read_feature_files, read_feature_pickle, write_feature_pickle)
 from data_pipelines.readers.openface import (
     AU_C, AU_COLUMNS, AU_R, read_openface_csv, read_openface_dir,
     write_openface_csv)
 
 __all__ = [
-    'ACOUSTIC_DIM', 'AU_COLUMNS', 'FeatureFileError', 'GLOVE_DIM',
-    'MINILM_DIM', 'VISION_DIM', 'acoustic_features', 'bark_band_edges',
-    'clip_acoustic_features', 'glove_vectors', 'join_with_split', 'load_glove',
+    'ACOUSTIC_DIM', 'ACOUSTIC_GROUPS', 'AU_COLUMNS', 'DISVOICE_COLUMNS', 'FeatureFileError', 'GLOVE_DIM',
+    'MINILM_DIM', 'VISION_DIM', 'acoustic_features', 'acoustic_slices',
+    'bark_band_edges',
+    'clip_acoustic_features', 'feature_widths', 'glove_vectors',
+    'join_with_split', 'load_glove', 'read_feature_files',
     'minilm_input_embeddings', 'normalise_clip_id', 'phonological_stats',
     'read_feature_pickle', 'read_openface_csv', 'read_openface_dir',
     'synthetic_clip_features', 'synthetic_features', 'words_of',
@@ -86,14 +108,21 @@ FRAME_S = 0.4
 WINDOW_S = 0.025
 HOP_S = 0.010
 N_MELS = 40
-N_BARK = 12
-N_MFCC = 22
+N_BARK = 22
+N_MFCC = 12
 BARK_MAX_HZ = 8000.0
 N_PHON_CLASSES = 18
 PHON_STATS = ('mean', 'std', 'skewness', 'kurtosis', 'max', 'min')
 N_PHON = N_PHON_CLASSES * len(PHON_STATS)           # 108
-N_PAD = 2
-ACOUSTIC_DIM = N_BARK + N_MFCC + N_PHON + N_PAD     # 144
+DMFCC_COEFFS = (8, 9)      # MFCCs 9 and 10 (0-based in ``mfcc``)
+N_EXTRA = len(DMFCC_COEFFS)
+# The original's acoustic columns, in its order (module doc).
+ACOUSTIC_GROUPS = (('bbe', N_BARK), ('mfcc', N_MFCC),
+                   ('phonological', N_PHON), ('dmfcc_offset', N_EXTRA))
+DISVOICE_COLUMNS = {'bbe': tuple(range(0, 22)), 'mfcc': tuple(range(22, 34)),
+                    'phonological': tuple(range(655, 763)),
+                    'dmfcc_offset': (100, 101)}
+ACOUSTIC_DIM = sum(w for _, w in ACOUSTIC_GROUPS)   # 144
 VISION_DIM = len(AU_COLUMNS)                        # 35
 GLOVE_DIM = 300
 MINILM_DIM = 384
@@ -158,6 +187,15 @@ def window_power(frame: np.ndarray, win: int, hop: int) -> np.ndarray:
   return spec.real ** 2 + spec.imag ** 2
 
 
+def acoustic_slices() -> dict[str, slice]:
+  """Group name -> its columns in ``acoustic_features``' output."""
+  out, at = {}, 0
+  for name, width in ACOUSTIC_GROUPS:
+    out[name] = slice(at, at + width)
+    at += width
+  return out
+
+
 def to_db(x: np.ndarray) -> np.ndarray:
   return 10.0 * np.log10(np.maximum(x, DB_FLOOR))
 
@@ -199,21 +237,60 @@ def _disvoice_posteriors(wave: np.ndarray, sample_rate: int) -> np.ndarray:
   return out[:, -N_PHON_CLASSES:]
 
 
+def _disvoice_articulation(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+  """DisVoice's static articulation vector (488 values) of one frame."""
+  import tempfile
+  from scipy.io import wavfile
+  from disvoice.articulation import Articulation  # optional
+  with tempfile.TemporaryDirectory() as tmp:
+    path = Path(tmp) / 'frame.wav'
+    wavfile.write(path, sample_rate,
+                  (np.clip(wave, -1, 1) * 32767).astype(np.int16))
+    out = Articulation().extract_features_file(str(path), static=True,
+                                               plots=False, fmt='npy')
+  out = np.asarray(out, np.float64).reshape(-1)
+  if out.size < 122:
+    raise ValueError(f'DisVoice articulation features of size {out.size}: '
+                     'expected its static vector (488 values)')
+  return out
+
+
+def _warn_no_disvoice() -> None:
+  global _warned_no_disvoice
+  if not _warned_no_disvoice:
+    _warned_no_disvoice = True
+    warnings.warn(
+        'disvoice is not installed: the acoustic features are this '
+        "project's approximations (Bark-band energies, MFCCs and MFCC "
+        'derivatives over every window instead of onset / offset '
+        'transitions) and the 108 phonological statistics are zeros (pip '
+        'install disvoice to compute them as the original)',
+        RuntimeWarning, stacklevel=4)
+
+
+def _articulation_source(articulation):
+  """None (this project's approximation) or a callable (frame wave, sr) ->
+  DisVoice's static articulation vector (>= 122 values)."""
+  if articulation is None or callable(articulation):
+    return articulation
+  if articulation != 'auto':
+    raise ValueError("articulation must be 'auto', None or a callable, got "
+                     f'{articulation!r}')
+  if importlib.util.find_spec('disvoice') is None:
+    _warn_no_disvoice()
+    return None
+  return _disvoice_articulation
+
+
 def _phonological_source(phonological):
   """None (zeros) or a callable (wave, sr) -> [n, 18] posteriors at 10 ms."""
-  global _warned_no_disvoice
   if phonological is None or callable(phonological):
     return phonological
   if phonological != 'auto':
     raise ValueError("phonological must be 'auto', None or a callable, got "
                      f'{phonological!r}')
   if importlib.util.find_spec('disvoice') is None:
-    if not _warned_no_disvoice:
-      _warned_no_disvoice = True
-      warnings.warn(
-          'disvoice is not installed: the 108 phonological statistics of the '
-          'acoustic features are zeros (pip install disvoice to compute them)',
-          RuntimeWarning, stacklevel=3)
+    _warn_no_disvoice()
     return None
   return _disvoice_posteriors
 
@@ -221,8 +298,8 @@ def _phonological_source(phonological):
 def acoustic_features(wav: np.ndarray, sr: int = SAMPLE_RATE,
                       frame_s: float = FRAME_S, *,
                       phonological: str | Callable | None = 'auto',
-                      phon_hop_s: float = HOP_S, n_bark: int = N_BARK,
-                      n_mfcc: int = N_MFCC) -> np.ndarray:
+                      articulation: str | Callable | None = 'auto',
+                      phon_hop_s: float = HOP_S) -> np.ndarray:
   """Acoustic features of a mono waveform per ``frame_s`` frame: [T, 144].
 
   Args:
@@ -233,12 +310,16 @@ def acoustic_features(wav: np.ndarray, sr: int = SAMPLE_RATE,
     phonological: ``'auto'`` (DisVoice if installed, else zeros and a
       one-time warning), None (zeros, no warning), or a callable ``(wav, sr)
       -> [n, 18]`` posteriors, row i at time ``i * phon_hop_s``.
+    articulation: ``'auto'`` (DisVoice if installed, else this project's
+      approximation and a one-time warning), None (the approximation, no
+      warning), or a callable ``(frame wav, sr) -> [>= 122]`` DisVoice static
+      articulation vector of one frame (columns 0-33, 100, 101 are kept).
     phon_hop_s: time step of the posteriors.
-    n_bark, n_mfcc: the split of the first 34 values (12 + 22).
 
   Returns:
-    float32 ``[ceil(S / (frame_s * sr)), 144]``: Bark-band energies, MFCCs,
-    phonological statistics, 2 zeros (layout in the module docstring).
+    float32 ``[ceil(S / (frame_s * sr)), 144]``, the groups of
+    ``ACOUSTIC_GROUPS`` in order (module docstring: what each holds, and
+    what differs from the original without DisVoice).
 
   Raises:
     ValueError: an empty or non-1-D waveform, or a bad option.
@@ -247,25 +328,38 @@ def acoustic_features(wav: np.ndarray, sr: int = SAMPLE_RATE,
   if wave.ndim != 1 or wave.size == 0:
     raise ValueError(f'wav must be a non-empty mono [S] array, got shape '
                      f'{wave.shape}')
-  if n_bark + n_mfcc != ACOUSTIC_DIM - N_PHON - N_PAD:
-    raise ValueError(f'n_bark + n_mfcc must be 34, got {n_bark} + {n_mfcc}')
+  cols = acoustic_slices()
   win = int(round(WINDOW_S * sr))
   hop = int(round(HOP_S * sr))
   mel_fb = audio.mel_filterbank(sr, win, N_MELS, 0.0, sr / 2)        # [K, M]
-  bark_fb = bark_matrix(sr, win, n_bark)                             # [K, B]
+  bark_fb = bark_matrix(sr, win, N_BARK)                             # [K, B]
+  artic = _articulation_source(articulation)
   source = _phonological_source(phonological)
   posteriors = None if source is None else np.asarray(source(wave, sr))
   bounds = frame_bounds(wave.size, sr, frame_s)
   out = np.zeros((len(bounds), ACOUSTIC_DIM), np.float32)
+  art_cols = np.concatenate([DISVOICE_COLUMNS['bbe'], DISVOICE_COLUMNS['mfcc'],
+                             DISVOICE_COLUMNS['dmfcc_offset']])
   for t, (first, last) in enumerate(bounds):
-    power = window_power(wave[first:last], win, hop)                 # [W, K]
-    out[t, :n_bark] = to_db((power @ bark_fb).mean(axis=0))
-    mfcc = sp_fft.dct(to_db(power @ mel_fb), type=2, norm='ortho', axis=-1)
-    out[t, n_bark:n_bark + n_mfcc] = mfcc[:, :n_mfcc].mean(axis=0)
+    if artic is not None:
+      vec = np.asarray(artic(wave[first:last], sr), np.float64).reshape(-1)
+      picked = np.nan_to_num(vec[art_cols], nan=0.0, posinf=0.0, neginf=0.0)
+      out[t, cols['bbe']] = picked[:N_BARK]
+      out[t, cols['mfcc']] = picked[N_BARK:N_BARK + N_MFCC]
+      out[t, cols['dmfcc_offset']] = picked[N_BARK + N_MFCC:]
+    else:
+      power = window_power(wave[first:last], win, hop)               # [W, K]
+      out[t, cols['bbe']] = to_db((power @ bark_fb).mean(axis=0))
+      mfcc = sp_fft.dct(to_db(power @ mel_fb), type=2, norm='ortho',
+                        axis=-1)[:, :N_MFCC]                         # [W, 12]
+      out[t, cols['mfcc']] = mfcc.mean(axis=0)
+      if mfcc.shape[0] > 1:
+        out[t, cols['dmfcc_offset']] = np.diff(
+            mfcc[:, list(DMFCC_COEFFS)], axis=0).mean(axis=0)
     if posteriors is not None:
       times = np.arange(posteriors.shape[0]) * phon_hop_s
       rows = posteriors[(times >= first / sr) & (times < last / sr)]
-      out[t, 34:34 + N_PHON] = phonological_stats(rows)
+      out[t, cols['phonological']] = phonological_stats(rows)
   return out
 
 
@@ -425,7 +519,7 @@ def _prototypes(num_classes: int) -> dict[str, np.ndarray]:
   """Fixed class prototypes per modality (the same for every split / rng)."""
   rng = np.random.default_rng(20210601 + num_classes)
   text = rng.standard_normal((num_classes, GLOVE_DIM)) * 0.4
-  audio_ = rng.standard_normal((num_classes, ACOUSTIC_DIM - N_PAD)) * 1.5
+  audio_ = rng.standard_normal((num_classes, ACOUSTIC_DIM - N_EXTRA)) * 1.5
   # Each class raises a few action units (intensity and presence).
   aus = np.zeros((num_classes, len(AU_C)))     # one column per AU (18)
   for c in range(num_classes):
@@ -447,10 +541,12 @@ def synthetic_clip_features(labels, rng: np.random.Generator, *,
     signal: scale of the label-dependent part (0: pure noise).
 
   Returns:
-    ``{'text': [Lt, 300], 'audio': [La, 144], 'vision': [Lv, 35]}`` float32.
+    ``{'text': [Lt, 300], 'audio': [La, 144], 'vision': [Lv, 35]}`` float32
+    (the widths of the raw-clip source; not a real recording's values).
     Text: GloVe-like word vectors, about a third of them "emotion words"
     near the prototype of one present class.  Audio: noise plus the sum of
-    the present classes' prototypes in dims 0..141, dims 142..143 zero.
+    the present classes' prototypes in dims 0..141, dims 142..143 zero (the
+    generator's draws are unchanged since it was written).
     Vision: each class raises 3 fixed action units (intensity about 2.5 of 5,
     presence 1), others near 0; intensities in [0, 5], presences 0 / 1.
   """
@@ -467,8 +563,8 @@ def synthetic_clip_features(labels, rng: np.random.Generator, *,
   la = int(rng.integers(audio_len[0], audio_len[1] + 1))
   aud = np.zeros((la, ACOUSTIC_DIM))
   shift = signal * (labels @ protos['audio']) / max(1.0, labels.sum())
-  aud[:, :ACOUSTIC_DIM - N_PAD] = shift + rng.standard_normal(
-      (la, ACOUSTIC_DIM - N_PAD))
+  aud[:, :ACOUSTIC_DIM - N_EXTRA] = shift + rng.standard_normal(
+      (la, ACOUSTIC_DIM - N_EXTRA))
   lv = int(rng.integers(vision_len[0], vision_len[1] + 1))
   active = np.clip(labels @ protos['aus'], 0, 1)                    # [18]
   intensity = np.clip(signal * 2.5 * active[None, :]

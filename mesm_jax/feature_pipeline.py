@@ -63,9 +63,19 @@ def build_tfds(config: ConfigDict, *, raw_dir: str | Path | None = None,
 
 
 def feature_dims(builder: tfds_features.FeaturesE2e) -> Tuple[int, int, int]:
-  """(text, audio, visual) feature widths the built data stores."""
+  """(text, audio, visual) feature widths the built data stores: the
+  features' shapes, or for a pickle source (shapes ``[None, None]``) the
+  files' widths recorded at the build (``info.metadata['feature_dims']``)."""
   features = builder.info.features
-  return tuple(int(features[k].shape[-1]) for k in KEYS)
+  dims = [features[k].shape[-1] for k in KEYS]
+  if any(d is None for d in dims):
+    stored = builder.info.metadata.get('feature_dims')
+    if not stored or len(stored) != len(KEYS):
+      raise ValueError(f'{builder.data_dir}: feature widths neither in the '
+                       "features' shapes nor in info.metadata['feature_dims']"
+                       ': build the data again')
+    dims = [s if d is None else d for d, s in zip(dims, stored)]
+  return tuple(int(d) for d in dims)
 
 
 def feature_caps(config: ConfigDict) -> Dict[str, int]:
@@ -75,21 +85,25 @@ def feature_caps(config: ConfigDict) -> Dict[str, int]:
           'vision_feats': int(config.max_vision_feats)}
 
 
-def prepare_feature_clip(ex: Dict[str, tf.Tensor], caps: Dict[str, int]
+def prepare_feature_clip(ex: Dict[str, tf.Tensor], caps: Dict[str, int],
+                         dims: Dict[str, int] | None = None
                          ) -> Dict[str, tf.Tensor]:
   """Caps one clip's sequences and pads them to the static caps, with masks.
 
-  ``caps``: feature key -> largest length.  Text keeps its first words,
-  audio and vision frames evenly spaced ones (``cap_uniform``).
+  ``caps``: feature key -> largest length.  ``dims``: feature key -> width
+  (``feature_dims``; needed where the stored shape leaves it open).  Text
+  keeps its first words, audio and vision frames evenly spaced ones
+  (``cap_uniform``).
   """
   out = {'labels': tf.cast(ex['labels'], tf.float32),
          'clip_id': ex['clip_id']}
   for key, cap in caps.items():
     x = tf.cast(ex[key], tf.float32)
+    width = x.shape[-1] if dims is None else dims[key]
+    x = tf.ensure_shape(x, [None, width])
     x = x[:cap] if key == 'text_feats' else input_pipeline.cap_uniform(x, cap)
     n = tf.shape(x)[0]
-    out[key] = tf.ensure_shape(input_pipeline.pad_rows(x, cap),
-                               [cap, x.shape[-1]])
+    out[key] = tf.ensure_shape(input_pipeline.pad_rows(x, cap), [cap, width])
     out[f'{key}_mask'] = tf.range(cap) < n
   return out
 
@@ -105,9 +119,10 @@ def make_dataset(config: ConfigDict, split: str, *, train: bool,
   """
   builder = builder or build_tfds(config, data_dir=data_dir, progress=False)
   caps = feature_caps(config)
+  dims = dict(zip(KEYS, feature_dims(builder)))
 
   def batches(ds, batch_size, seed):
-    ds = ds.map(lambda ex: prepare_feature_clip(ex, caps),
+    ds = ds.map(lambda ex: prepare_feature_clip(ex, caps, dims),
                 num_parallel_calls=tf.data.AUTOTUNE)
     if train:
       ds = ds.shuffle(config.shuffle_buffer, seed=seed,

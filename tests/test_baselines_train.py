@@ -131,7 +131,7 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   rng = np.random.default_rng(1)
   feats = features.synthetic_features(
       {i: np.asarray(truth[i]['labels']) for i in ids[1:]}, rng)  # 1 lacking
-  no_face = ids[1]           # all-zero action units: one zero frame stored
+  no_face = ids[1]       # all-zero action units: kept, every row (zeros)
   feats[no_face]['vision'] = np.zeros_like(feats[no_face]['vision'])
   splits = {}
   for i, f in feats.items():
@@ -148,11 +148,11 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
         raw_dir=raw, data_dir=tmp_path / 'tfds', splits_dir=raw / 'splits',
         progress=False)
 
-  # MulT's public pickle has 74-d COVAREP audio: refused before building.
-  with pytest.raises(ValueError, match="'audio': 74.*COVAREP"):
-    build('covarep.pkl', {sp: {i: {**f, 'audio': f['audio'][:, :74]}
-                               for i, f in c.items()}
-                          for sp, c in splits.items()})
+  # Two widths in one modality: refused before anything is written.
+  with pytest.raises(ValueError, match='audio features of clip .* 74 wide'):
+    build('mixed.pkl', {sp: {i: {**f, 'audio': f['audio'][:, :74]}
+                             if sp == 'test' else f for i, f in c.items()}
+                        for sp, c in splits.items()})
   # Ids of another dataset: none found, one message naming both kinds.
   with pytest.raises(ValueError, match='none of the .* clips of split train'):
     build('other.pkl', {sp: {f'x{i}': f for i, f in c.items()}
@@ -168,12 +168,13 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
   assert total == len(ids) - 1
   source = builder.info.metadata['source']
   assert sum(source['missing_features'].values()) == 1
-  assert sum(e.get('vision', 0) for e in source['empty_modalities'].values()
-             ) == 1
+  assert not any(source['empty_modalities'].values())
+  assert builder.info.metadata['feature_dims'] == [300, 144, 35]
   split = truth[no_face]['split']
   stored = {ex['clip_id'].decode(): ex for ex in
             builder.as_dataset(split=split).as_numpy_iterator()}
-  chex.assert_shape(stored[no_face]['vision_feats'], (1, 35))
+  longest = max(f['vision'].shape[0] for f in splits[split].values())
+  chex.assert_shape(stored[no_face]['vision_feats'], (longest, 35))
   assert not stored[no_face]['vision_feats'].any()
   # The same pickle with the labels of another raw dir: not the built data.
   with pytest.raises(prepare.SourceMismatchError, match='was built from'):
@@ -182,8 +183,9 @@ def test_feature_data_from_a_pickle_joined_with_the_labels(data_dir,
         splits_dir=raw / 'splits', progress=False)
   ex = next(iter(builder.as_dataset(split='test').as_numpy_iterator()))
   clip = ex['clip_id'].decode()
-  np.testing.assert_allclose(ex['audio_feats'], feats[clip]['audio'],
-                             rtol=1e-6)
+  real = feats[clip]['audio']          # then the file's zero padding, kept
+  np.testing.assert_allclose(ex['audio_feats'][:len(real)], real, rtol=1e-6)
+  assert not ex['audio_feats'][len(real):].any()
   np.testing.assert_array_equal(ex['labels'], truth[clip]['labels'])
 
 

@@ -14,28 +14,42 @@ N per-clip arrays ``[L_i, D]`` (already exact, kept as they are).  ``id`` is
 ``[N]`` (one string per clip) or ``[N, k]`` (a row of strings per clip; MulT
 stores bytes).  Other keys (``labels``, ``raw_text``, ...) are ignored.
 
-Padding rule (dense arrays only).  Non-finite values (MulT's audio holds
-``-inf``) are set to 0 first, as MulT and MMSA do when loading.  Then:
-
-* when the file has ``<modality>_lengths`` (MMSA: ``audio_lengths``,
-  ``vision_lengths``), the clip keeps that many rows, taken at the end of the
-  array when the rows before them are all zero and the rows after them are
-  not (front padding), else at the start (MMSA's end padding); a length above
-  the array's is clamped;
-* otherwise the leading and trailing all-zero rows are dropped (the CMU SDK
-  pads at the front, MMSA at the end); all-zero rows inside are kept.  A real
-  all-zero frame at either edge (e.g. a frame where OpenFace failed) is
-  dropped with the padding; a clip with no non-zero row gets ``[0, D]``.
+Frames (dense arrays only).  Non-finite values (MulT's audio holds ``-inf``)
+are set to 0 first, as MulT and MMSA do when loading.  Then every row of the
+array is kept, zero padding included, as the originals feed them (MESM's
+``MOSEI_baseline``, MulT's and Modality-Transferable-MER's datasets index the
+dense arrays as they are; no trimming of zero rows).  Only when the file has
+``<modality>_lengths`` (MMSA: ``audio_lengths``, ``vision_lengths``), the
+file's own statement of each clip's real length, the clip keeps that many
+rows, taken at the end of the array when the rows before them are all zero
+and the rows after them are not (front padding), else at the start (MMSA's
+end padding); a length above the array's is clamped.
 
 Id rule (``normalise_clip_id``): this project names a clip
 ``<video>_<clip>``.  ``'abc[3]'`` (CMU SDK) and ``'abc$_$3'`` (MMSA) become
 ``'abc_3'``; the clip number is written without leading zeros or a ``.0``
 (``'abc$_$03'`` -> ``'abc_3'``); any other string is taken to be in this
-project's form already and is only stripped.  A row ``[video, clip, ...]``
-gives ``'<video>_<clip>'`` when its first entry is a plain video id and its
-second an integer; a row whose first entry is already a clip id uses that
-entry.  A row such as ``(video, start, end)`` has no clip number and raises
-ValueError: pass ``normalise_ids=False`` to read such a file with raw ids.
+project's form already and is only stripped.  A row ``[video, clip]`` (or
+``[video, clip, '']``) gives ``'<video>_<clip>'``; a row whose first entry is
+already a clip id (``'abc[4]'``) uses that entry.  A row of three entries
+whose second and third are numbers is MulT's ``(video, start, end)`` (seconds
+in the video; MulT's ``mosei_senti_data_noalign.pkl`` stores ``id`` as
+``[N, 3]`` bytes so): it has no clip number, and is mapped to the clip of
+that video whose [start, end] in the labels' data (``clip_times``: the MOSEI
+transcripts' ``video___clip___start___end___text`` lines) is nearest, both
+ends within ``TIME_TOLERANCE_S``; such a row that matches no clip keeps the
+id ``'<video>@<start>-<end>'`` (no label has that form: the clip counts as
+missing from the features).  Without ``clip_times`` (e.g. labels in the
+processed layout, which has no times) a time row raises ValueError that says
+so; ``normalise_ids=False`` reads such a file with raw ids.
+
+The MESM authors' MOSEI features (``read_feature_files``): a folder (theirs
+is ``MOSEI_HCF_FEATURES``) holding ``mosei_senti_hcf_{train,valid,test}.pkl``,
+one split per file, each a dict of arrays ``id`` (this project's clip ids as
+they are: the original looks each split-file id up in it), ``vision``,
+``audio`` and ``text``; or those files named one by one (comma-separated).
+Widths are the files' (by a third-party report 35-d visual, 74-d COVAREP
+audio, 300-d GloVe text): nothing here fixes a width.
 
 The MESM authors' IEMOCAP features (``read_iemocap_hcf``).  A folder (theirs
 is named ``IEMOCAP_HCF_FEATURES``) holds, per phase ``train`` / ``valid`` /
@@ -117,18 +131,73 @@ def _normalise_str(s: str) -> tuple[str, bool]:
   return s, False
 
 
-def normalise_clip_id(raw) -> str:
+TIME_TOLERANCE_S = 0.1
+
+# video -> ((start s, end s, clip id), ...): the labels' clips with times.
+ClipTimes = Mapping[str, Sequence[tuple[float, float, str]]]
+
+
+def clip_times_of(clips) -> dict[str, list[tuple[float, float, str]]]:
+  """``ClipTimes`` of clips with ``clip_id``, ``start`` and ``end``
+  (``readers.Clip``; the video is the clip id up to its last ``'_'``);
+  clips without times (processed layout) are left out."""
+  out: dict[str, list[tuple[float, float, str]]] = {}
+  for clip in clips:
+    if clip.start is None or clip.end is None:
+      continue
+    video = clip.clip_id.rpartition('_')[0]
+    out.setdefault(video, []).append((float(clip.start), float(clip.end),
+                                      clip.clip_id))
+  return out
+
+
+def _number(value: str) -> float | None:
+  try:
+    x = float(value)
+  except ValueError:
+    return None
+  return x if np.isfinite(x) else None
+
+
+def _time_row(parts: list[str]) -> tuple[str, float, float] | None:
+  """``(video, start, end)`` of a MulT row ``[video, start, end]``, else
+  None (a row whose first entry is marked is a clip id, not a time row)."""
+  if len(parts) != 3 or _normalise_str(parts[0])[1]:
+    return None
+  start, end = _number(parts[1]), _number(parts[2])
+  if start is None or end is None:
+    return None
+  return parts[0], start, end
+
+
+def _match_times(video: str, start: float, end: float,
+                 clip_times: ClipTimes,
+                 tolerance: float = TIME_TOLERANCE_S) -> str:
+  """The clip id of ``video`` nearest to [start, end] (both ends within
+  ``tolerance``), else ``'<video>@<start>-<end>'``."""
+  best, best_err = None, None
+  for s, e, clip_id in clip_times.get(video, ()):
+    err = max(abs(s - start), abs(e - end))
+    if err <= tolerance and (best_err is None or err < best_err):
+      best, best_err = clip_id, err
+  return best if best is not None else f'{video}@{start:g}-{end:g}'
+
+
+def normalise_clip_id(raw, clip_times: ClipTimes | None = None) -> str:
   """An MMSA / MulT / CMU SDK clip id -> this project's ``<video>_<clip>``.
 
   Args:
     raw: a string or bytes (``'abc[3]'``, ``'abc$_$3'``, ``'abc_3'``), or a
-      row of them (``[video, clip, ...]``).
+      row of them (``[video, clip, ...]``, MulT's ``[video, start, end]``).
+    clip_times: the labels' clips with their times (``clip_times_of``), to
+      map MulT's ``(video, start, end)`` rows.
 
   Returns:
     The id in this project's form (the rule is in the module docstring).
 
   Raises:
-    ValueError: an empty id, or a row without a clip number.
+    ValueError: an empty id, a row without a clip number that is not a
+      time row, or a time row without ``clip_times``.
   """
   if isinstance(raw, np.ndarray) and raw.ndim == 0:
     raw = raw.item()
@@ -144,6 +213,15 @@ def normalise_clip_id(raw) -> str:
   parts = [p for p in parts if p] if len(parts) > 1 else parts
   if not parts or not parts[0]:
     raise ValueError(f'empty clip id {raw!r}')
+  timed = _time_row(parts)
+  if timed is not None:
+    if clip_times is None:
+      raise ValueError(
+          f'clip id {raw!r} is a (video, start, end) row (MulT): it has no '
+          'clip number and is mapped by its times to the labels\' clips, '
+          'which needs their times (clip_times; MOSEI labels in the raw '
+          'layout, whose transcripts give each clip\'s start and end)')
+    return _match_times(*timed, clip_times)
   first, marked = _normalise_str(parts[0])
   if marked or len(parts) == 1:
     return first
@@ -164,17 +242,14 @@ def _raw_id(raw) -> str:
 
 
 def _trim(x: np.ndarray, length: int | None) -> np.ndarray:
-  """The real rows of one zero-padded clip [L, D] (rule: module docstring)."""
+  """One dense clip [L, D]: every row, or ``length`` rows (module doc)."""
+  if length is None:
+    return x
   nonzero = np.any(x != 0, axis=1)
-  if length is not None:
-    length = max(0, min(int(length), x.shape[0]))
-    pad = x.shape[0] - length
-    front = pad > 0 and not nonzero[:pad].any() and nonzero[length:].any()
-    return x[pad:] if front else x[:length]
-  idx = np.flatnonzero(nonzero)
-  if idx.size == 0:
-    return x[:0]
-  return x[idx[0]:idx[-1] + 1]
+  length = max(0, min(int(length), x.shape[0]))
+  pad = x.shape[0] - length
+  front = pad > 0 and not nonzero[:pad].any() and nonzero[length:].any()
+  return x[pad:] if front else x[:length]
 
 
 def _clips_of(path: Path, split: str | None, table, key: str,
@@ -214,8 +289,9 @@ def _clips_of(path: Path, split: str | None, table, key: str,
   return clips
 
 
-def _read_split(path: Path, split: str | None, table,
-                normalise_ids: bool) -> dict[str, dict[str, np.ndarray]]:
+def _read_split(path: Path, split: str | None, table, normalise_ids: bool,
+                clip_times: ClipTimes | None = None
+                ) -> dict[str, dict[str, np.ndarray]]:
   where = f'{path}: split {split!r}' if split else f'{path}'
   if not isinstance(table, Mapping):
     raise FeatureFileError(f'{where}: expected a dict with keys '
@@ -235,7 +311,8 @@ def _read_split(path: Path, split: str | None, table,
   out = {}
   for i, raw in enumerate(ids):
     try:
-      clip_id = normalise_clip_id(raw) if normalise_ids else _raw_id(raw)
+      clip_id = (normalise_clip_id(raw, clip_times) if normalise_ids
+                 else _raw_id(raw))
     except ValueError as e:
       raise FeatureFileError(f'{where} key {ID_KEY!r} row {i}: {e}; read with '
                              'normalise_ids=False to keep raw ids') from e
@@ -247,7 +324,8 @@ def _read_split(path: Path, split: str | None, table,
 
 
 def read_feature_pickle(path: str | Path, split: str | None = None, *,
-                        normalise_ids: bool = True
+                        normalise_ids: bool = True,
+                        clip_times: ClipTimes | None = None
                         ) -> dict[str, dict[str, np.ndarray]]:
   """Reads a MulT / MMSA / MESM feature pickle into per-clip arrays.
 
@@ -258,10 +336,14 @@ def read_feature_pickle(path: str | Path, split: str | None = None, *,
       whatever ``split`` is (the file is taken to be that split).
     normalise_ids: map ids to ``<video>_<clip>`` (``normalise_clip_id``);
       False keeps them as in the file (a row's entries joined by ``'_'``).
+    clip_times: the labels' clips with times (``clip_times_of``): maps
+      MulT's ``(video, start, end)`` rows to their clip ids.
 
   Returns:
     clip id -> ``{'text': [Lt, Dt], 'audio': [La, Da], 'vision': [Lv, Dv]}``
-    float32, padding stripped (rule in the module docstring), in file order.
+    float32 at the file's widths, every frame of a dense array kept
+    (``<modality>_lengths`` only: that many; module docstring), in file
+    order.
 
   Raises:
     FileNotFoundError: no such file.
@@ -277,7 +359,7 @@ def read_feature_pickle(path: str | Path, split: str | None = None, *,
                            f'keys {(ID_KEY,) + MODALITIES}, got '
                            f'{type(data).__name__}')
   if ID_KEY in data or any(key in data for key in MODALITIES):
-    return _read_split(path, None, data, normalise_ids)
+    return _read_split(path, None, data, normalise_ids, clip_times)
   splits = [key for key in data if key in SPLIT_NAMES]
   if not splits:
     raise FeatureFileError(
@@ -286,16 +368,95 @@ def read_feature_pickle(path: str | Path, split: str | None = None, *,
   if split is not None:
     if split not in data:
       raise FeatureFileError(f'{path}: no split {split!r} (splits: {splits})')
-    return _read_split(path, split, data[split], normalise_ids)
+    return _read_split(path, split, data[split], normalise_ids,
+                       clip_times)
   out = {}
   for name in splits:
-    for clip_id, feats in _read_split(path, name, data[name],
-                                      normalise_ids).items():
+    for clip_id, feats in _read_split(path, name, data[name], normalise_ids,
+                                      clip_times).items():
       if clip_id in out:
         raise FeatureFileError(f'{path}: clip id {clip_id!r} is in two splits '
                                f'(again in {name!r}); pass split=')
       out[clip_id] = feats
   return out
+
+
+MOSEI_HCF_FILE = 'mosei_senti_hcf_{split}.pkl'
+MOSEI_HCF_SPLITS = ('train', 'valid', 'test')
+
+
+def feature_files(source: str | Path) -> list[Path]:
+  """The pickle files of a ``features_pickle`` value (no IEMOCAP folder).
+
+  ``source``: one pickle; a folder holding the MESM authors' MOSEI files
+  ``mosei_senti_hcf_{train,valid,test}.pkl`` (all three); or several
+  pickles separated by commas (e.g. those three files).
+
+  Raises:
+    FileNotFoundError: a file that is not there; a folder without the
+      three files (the message lists what the folder holds).
+  """
+  text = str(source)
+  if ',' in text:
+    files = [Path(p.strip()).expanduser() for p in text.split(',')
+             if p.strip()]
+  else:
+    path = Path(text).expanduser()
+    if path.is_dir():
+      files = [path / MOSEI_HCF_FILE.format(split=s)
+               for s in MOSEI_HCF_SPLITS]
+      lacking = [f.name for f in files if not f.is_file()]
+      if lacking:
+        held = sorted(p.name for p in path.iterdir())[:10]
+        raise FileNotFoundError(
+            f'{path}: a feature folder holds the MESM authors\' MOSEI files '
+            f'mosei_senti_hcf_{{train,valid,test}}.pkl (or, for IEMOCAP, '
+            f'{{train,valid,test}}_{{text,audio,video}}_features.pt); '
+            f'{", ".join(lacking)} not there (it holds: {held})')
+      return files
+    files = [path]
+  for f in files:
+    if not f.is_file():
+      raise FileNotFoundError(f'no feature pickle {f}')
+  return files
+
+
+def read_feature_files(source: str | Path, *,
+                       clip_times: ClipTimes | None = None
+                       ) -> dict[str, dict[str, np.ndarray]]:
+  """``read_feature_pickle`` of every file of ``feature_files(source)``,
+  merged (an id in two files is an error naming both)."""
+  out: dict[str, dict[str, np.ndarray]] = {}
+  where: dict[str, Path] = {}
+  for path in feature_files(source):
+    for clip_id, feats in read_feature_pickle(
+        path, clip_times=clip_times).items():
+      if clip_id in out:
+        raise FeatureFileError(f'{path}: clip id {clip_id!r} is also in '
+                               f'{where[clip_id]}')
+      out[clip_id], where[clip_id] = feats, path
+  return out
+
+
+def feature_widths(feats: Mapping[str, Mapping[str, np.ndarray]],
+                   where: str = 'the features') -> dict[str, int]:
+  """``{'text': Dt, 'audio': Da, 'vision': Dv}``: the one width of each
+  modality over every clip (FeatureFileError if two clips differ or there
+  is no clip)."""
+  widths: dict[str, int] = {}
+  first: dict[str, str] = {}
+  for clip_id, clip in feats.items():
+    for m in MODALITIES:
+      d = int(np.shape(clip[m])[-1])
+      if m not in widths:
+        widths[m], first[m] = d, clip_id
+      elif widths[m] != d:
+        raise FeatureFileError(
+            f'{where}: {m} features of clip {clip_id} are {d} wide, those of '
+            f'clip {first[m]} {widths[m]}: one width per modality')
+  if len(widths) != len(MODALITIES):
+    raise FeatureFileError(f'{where}: no clip')
+  return widths
 
 
 HCF_PHASES = ('train', 'valid', 'test')

@@ -4,11 +4,20 @@ The input of the paper's baselines (LF-LSTM, LF-TRANS, MulT, EmoEmbs; the
 model library's ``models/baselines``).  One example is one utterance clip:
 
   clip_id       string
-  text_feats    float32 [Lt, Dt]    word vectors (Dt: the config's text_dim,
-                                    300 GloVe, 384 the MiniLM substitute)
-  audio_feats   float32 [La, 144]   acoustic features per 400 ms frame
-  vision_feats  float32 [Lv, 35]    facial action units per video frame
+  text_feats    float32 [Lt, Dt]    word vectors
+  audio_feats   float32 [La, Da]    acoustic features per frame
+  vision_feats  float32 [Lv, Dv]    facial features per video frame
   labels        float32 [E]         multi-hot emotions (E = 6)
+
+Widths.  Sources 'synthetic' and 'raw' store fixed ones, in the features'
+shapes: Dt the config's ``text_dim`` (300 GloVe, 384 the MiniLM
+substitute), Da 144 (``features.ACOUSTIC_GROUPS``), Dv 35 action units.
+Source 'pickle' stores the files' widths, whatever they are (MulT's MOSEI
+pickle: 300 / 74 / 35; MMSA's: its own; the authors' IEMOCAP folder: 300 /
+144 / 35): the features' shapes are ``[None, None]`` and the widths are in
+``info.metadata['feature_dims']`` (``[Dt, Da, Dv]``), which
+``mesm_jax.feature_pipeline.feature_dims`` reads and the baselines are
+built at.
 
 Lt, La, Lv vary per clip (no cap at build time; the model library's input
 pipeline caps them).  Sources (the builder config's ``source``, part of its
@@ -20,22 +29,27 @@ name so sources never mix):
   as the end-to-end synthetic data; the features are
   ``features.synthetic_clip_features`` of the labels, drawn per clip from a
   generator seeded by ``(seed, crc32(clip id))`` (independent of the split).
-* ``'pickle'``: a MulT / MMSA / MESM feature pickle (``features_pickle``,
-  read by ``readers.read_feature_pickle``, every split of the file merged),
-  or, when ``features_pickle`` is a folder, the MESM authors' IEMOCAP
-  features (``{train,valid,test}_{text,audio,video}_features.pt``, read by
-  ``readers.read_iemocap_hcf_report``, the three phases merged; dataset
-  'iemocap' only; utterances lacking from one of their phase's files are
-  left out and counted in ``info.metadata['source']``
-  (``incomplete_features``)), joined with the labels of ``dataset``'s raw
-  data (the manual dir: MOSEI or IEMOCAP, raw or processed layout,
-  ``readers.read_split``) on its split
-  files (``splits_dir``, default the authors').  Clips of a split that the
-  pickle lacks are left out and counted in ``info.metadata['source']``
-  (``missing_features``); a modality with no frame (all zeros in the
-  file) is stored as one zero frame and counted (``empty_modalities``).
-  The stored widths are fixed (300 / 144 / 35):
-  a pickle with other widths (MulT's COVAREP audio is 74) is refused.
+* ``'pickle'``: ``features_pickle`` is one of
+  - a MulT / MMSA pickle (``readers.read_feature_pickle``, every split of
+    the file merged; MulT's ``(video, start, end)`` id rows are mapped to
+    clip ids by the labels' clip times, ``normalise_clip_id``);
+  - the MESM authors' MOSEI features: a folder holding
+    ``mosei_senti_hcf_{train,valid,test}.pkl``, or those files
+    comma-separated (``readers.read_feature_files``);
+  - a folder of the MESM authors' IEMOCAP features
+    (``{train,valid,test}_{text,audio,video}_features.pt``, read by
+    ``readers.read_iemocap_hcf_report``, the three phases merged; dataset
+    'iemocap' only; utterances lacking from one of their phase's files are
+    left out and counted in ``info.metadata['source']``
+    (``incomplete_features``));
+  joined with the labels of ``dataset``'s raw data (the manual dir: MOSEI
+  or IEMOCAP, raw or processed layout, ``readers.read_split``) on its split
+  files (``splits_dir``, default the authors').  Every frame of the files
+  is kept (no trimming, no cap: the originals feed them all).  Clips of a
+  split that the files lack are left out and counted in
+  ``info.metadata['source']`` (``missing_features``); a modality with no
+  frame at all (an empty text or no face frame in the authors' IEMOCAP
+  files) is stored as one zero frame and counted (``empty_modalities``).
 * ``'raw'``: features computed from ``dataset``'s raw clips (the manual
   dir: MOSEI or IEMOCAP in either layout on its split files, or a
   manifest), per clip of each split file:
@@ -83,6 +97,7 @@ from data_pipelines import features
 from data_pipelines import paths
 from data_pipelines import preprocess
 from data_pipelines import readers
+from data_pipelines.readers import feature_pickle
 from data_pipelines.readers import manifest as manifest_reader
 from data_pipelines.readers import openface
 from data_pipelines.tfds import base
@@ -103,9 +118,11 @@ class FeaturesConfig(tfds.core.BuilderConfig):
 
   Attributes:
     source: 'synthetic' | 'pickle' | 'raw'.
-    features_pickle: the pickle file (source 'pickle'), or the folder of the
-      authors' IEMOCAP features; the path and the file's size (a folder: its
-      ``.pt`` files' names and sizes) are hashed into the config name.
+    features_pickle: source 'pickle': a MulT / MMSA pickle file, a folder
+      of the authors' MOSEI (``mosei_senti_hcf_*.pkl``) or IEMOCAP
+      (``*_features.pt``) features, or comma-separated pickle files; the
+      paths and sizes (a folder: its files' names and sizes) are hashed
+      into the config name.
     dataset: sources 'pickle' and 'raw': whose labels and split files
       ('mosei' | 'iemocap'; 'raw' also 'manifest').
     seed: seed of the synthetic features.
@@ -137,7 +154,9 @@ def config_name(c: FeaturesConfig) -> str:
     return f'synthetic-s{c.seed}'
   if c.source == 'raw':
     return raw_config_name(c)
-  return f'pickle-{c.dataset}-{_pickle_tag(c.features_pickle)}'
+  # '-w': stored at the files' widths, every frame kept (data built before,
+  # at fixed widths with zero edge rows trimmed, is not reused).
+  return f'pickle-{c.dataset}-{_pickle_tag(c.features_pickle)}-w'
 
 
 def _stem(path: Path) -> str:
@@ -166,19 +185,28 @@ def _folder_digest(folder: str, pattern: str = '*.csv') -> str:
 
 
 def _pickle_tag(features_pickle: str) -> str:
-  """``_file_tag`` of a pickle file; for a folder (the authors' IEMOCAP
-  features) ``<folder name>_<_folder_digest of its .pt files>``."""
+  """``_file_tag`` of a pickle file; for a folder (the authors' IEMOCAP or
+  MOSEI features) ``<folder name>_<_folder_digest of its .pt / .pkl
+  files>``; for comma-separated files the first one's stem and a digest of
+  every file's path and size."""
+  if ',' in features_pickle:
+    files = [p.strip() for p in features_pickle.split(',') if p.strip()]
+    digest = hashlib.sha1('\n'.join(_file_tag(f) for f in files).encode())
+    return f'{_stem(Path(files[0]))}_{digest.hexdigest()[:8]}'
   path = Path(features_pickle).expanduser()
   if path.is_dir():
     name = ''.join(ch if ch.isalnum() else '_' for ch in path.resolve().name)
-    return f'{name}_{_folder_digest(features_pickle, "*.pt")}'
+    pattern = '*.pt' if is_iemocap_folder(features_pickle) else '*.pkl'
+    return f'{name}_{_folder_digest(features_pickle, pattern)}'
   return _file_tag(features_pickle)
 
 
 def raw_config_name(c: FeaturesConfig) -> str:
-  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-<phon>-openface_<digest>``
-  (``phon``: phon_disvoice | phon_none, whether the optional disvoice package
-  computes the phonological statistics)."""
+  """``raw-<dataset>[-<manifest tag>]-<text>-t<dim>-<audio>-openface_<digest>``
+  (``audio``: ac2_disvoice | ac2_approx, whether the optional disvoice
+  package computes the acoustic features or this project's approximation
+  does; ``ac2``: the acoustic layout of ``features.ACOUSTIC_GROUPS``, data
+  of the earlier layout, named ``phon_*``, is not reused)."""
   if c.dataset not in RAW_DATASETS:
     raise ValueError(f'source raw: dataset must be one of {RAW_DATASETS}, got '
                      f'{c.dataset!r}')
@@ -192,10 +220,11 @@ def raw_config_name(c: FeaturesConfig) -> str:
     path = Path(c.manifest).expanduser()
     data += (f'-{_stem(path)}_'
              f'{hashlib.sha1(path.read_bytes()).hexdigest()[:8]}')
-  # Without the optional disvoice package the 108 phonological values of
-  # the audio are zeros: data built so is not reused once it is installed.
-  phon = ('phon_disvoice' if importlib.util.find_spec('disvoice') is not None
-          else 'phon_none')
+  # Without the optional disvoice package the acoustic features are this
+  # project's approximations (features.acoustic_features): data built so is
+  # not reused once it is installed.
+  phon = ('ac2_disvoice' if importlib.util.find_spec('disvoice') is not None
+          else 'ac2_approx')
   return (f'raw-{data}-{text}-t{c.text_dim}-{phon}-openface_'
           f'{_folder_digest(c.openface_dir)}')
 
@@ -262,19 +291,27 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
   def _log_download_done(self) -> None:
     pass
 
+  def stored_widths(self) -> tuple[int | None, int | None, int | None]:
+    """(text, audio, vision) widths of the features' shapes: the fixed ones
+    of sources synthetic and raw, None (the files' own) for pickle."""
+    c = self.builder_config
+    if c.source == 'pickle':
+      return (None, None, None)
+    return (int(c.text_dim), AUDIO_DIM, VISION_DIM)
+
   def _info(self) -> tfds.core.DatasetInfo:
     tensor = tfds.features.Tensor
     names = self.label_names()
     multi = self.multi_label()
-    text_dim = int(self.builder_config.text_dim)
+    text_dim, audio_dim, vision_dim = self.stored_widths()
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             'clip_id': tfds.features.Text(),
             'text_feats': tensor(shape=(None, text_dim), dtype=np.float32,
                                  encoding='bytes'),
-            'audio_feats': tensor(shape=(None, AUDIO_DIM), dtype=np.float32,
+            'audio_feats': tensor(shape=(None, audio_dim), dtype=np.float32,
                                   encoding='bytes'),
-            'vision_feats': tensor(shape=(None, VISION_DIM),
+            'vision_feats': tensor(shape=(None, vision_dim),
                                    dtype=np.float32, encoding='bytes'),
             'labels': tensor(shape=(len(names),), dtype=np.float32,
                              doc=('multi-hot: ' if multi else 'one-hot: ')
@@ -299,6 +336,7 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
     self.info.metadata['source'] = {
         'raw_dir': str(raw_dir.resolve()),
         'split_ids_sha1': split_ids_sha1(raw_dir / 'splits')}
+    self.info.metadata['feature_dims'] = list(self.stored_widths())
     out = {}
     for split in base.SPLITS:
       ids = [l.strip() for l in (raw_dir / 'splits' / f'{split}.txt')
@@ -308,16 +346,23 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
 
   def _pickle_splits(self, raw_dir: Path):
     c = self.builder_config
-    path = Path(c.features_pickle).expanduser()
+    path = Path(c.features_pickle.split(',')[0].strip()).expanduser()
     source = {'raw_dir': str(raw_dir.resolve()),
-              'features_pickle': str(path.resolve())}
-    if path.is_dir():
+              'features_pickle': ','.join(
+                  str(Path(p.strip()).expanduser().resolve())
+                  for p in c.features_pickle.split(',') if p.strip())}
+    splits_dir = (Path(self._splits_dir).expanduser() if self._splits_dir
+                  else None)
+    clips = {split: readers.read_split(c.dataset, raw_dir, split,
+                                       splits_dir=splits_dir).clips
+             for split in base.SPLITS}
+    if is_iemocap_folder(c.features_pickle):
       if c.dataset != 'iemocap':
         raise ValueError(
-            f'features_pickle {path} is a folder, read as the MESM authors\' '
+            f'features_pickle {path} is a folder of the MESM authors\' '
             'IEMOCAP features ({train,valid,test}_{text,audio,video}_'
             f'features.pt): its labels must come from dataset iemocap, not '
-            f'{c.dataset!r} (a MulT / MMSA pickle is a file)')
+            f'{c.dataset!r}')
       read = readers.read_iemocap_hcf_report(path)
       feats = read.features
       source['features_layout'] = 'iemocap_hcf'
@@ -329,34 +374,40 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
             ', '.join(f'{p}/{u} lacks {"+".join(f)}'
                       for p, u, f in read.incomplete[:5]))
     else:
-      feats = features.read_feature_pickle(path)
-      source['features_layout'] = 'mult_mmsa'
-    splits_dir = (Path(self._splits_dir).expanduser() if self._splits_dir
-                  else None)
+      # None when the labels have no times (processed layout): a MulT time
+      # row is then an error that says why, not a silent mismatch.
+      times = feature_pickle.clip_times_of(
+          [clip for split in base.SPLITS for clip in clips[split]]) or None
+      feats = features.read_feature_files(c.features_pickle,
+                                          clip_times=times)
+      source['features_layout'] = ('mosei_hcf' if path.is_dir() or
+                                   ',' in c.features_pickle else 'mult_mmsa')
     source.update({'split_files': str(splits_dir.resolve()) if splits_dir
                    else 'shipped', 'missing_features': {}})
-    _check_widths(feats, path, c.text_dim)
+    widths = features.feature_widths(feats, str(path))
+    dims = [widths[_MODALITY[k]] for k in FEATURE_KEYS]
+    self.info.metadata['feature_dims'] = dims
+    source['feature_dims'] = dict(zip(('text', 'audio', 'vision'), dims))
     out = {}
     for split in base.SPLITS:
-      clips = readers.read_split(c.dataset, raw_dir, split,
-                                 splits_dir=splits_dir).clips
       found, missing = features.join_with_split(
-          feats, [clip.clip_id for clip in clips])
+          feats, [clip.clip_id for clip in clips[split]])
       source['missing_features'][split] = len(missing)
       if missing:
         logging.warning('%s: %d of the %d clips of split %s are not in %s '
                         '(left out; first: %s)', self.name, len(missing),
-                        len(clips), split, path, ', '.join(missing[:5]))
+                        len(clips[split]), split, path, ', '.join(missing[:5]))
       if not found:
         raise ValueError(
-            f'{path}: none of the {len(clips)} clips of split {split} '
-            f'({c.dataset}, e.g. {", ".join(k.clip_id for k in clips[:3])}) '
+            f'{path}: none of the {len(clips[split])} clips of split {split} '
+            f'({c.dataset}, e.g. '
+            f'{", ".join(k.clip_id for k in clips[split][:3])}) '
             f'is in it (its ids: e.g. {", ".join(sorted(feats)[:3])}): '
             'another dataset, or ids in another form '
             '(readers.feature_pickle.normalise_clip_id)')
-      labels = {clip.clip_id: clip.labels for clip in clips}
+      labels = {clip.clip_id: clip.labels for clip in clips[split]}
       empty = source.setdefault('empty_modalities', {}).setdefault(split, {})
-      out[split] = _joined_examples(found, labels, empty)
+      out[split] = _joined_examples(found, labels, empty, dims)
     self.info.metadata['source'] = source
     return out
 
@@ -452,25 +503,18 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
       yield clip_id, to_example(clip_id, feats, labels)
 
 
-def _check_widths(feats: dict, path: Path, text_dim: int) -> None:
-  """Refuses, before any example is written, features whose widths are not
-  the stored ones (e.g. the 74-d COVAREP audio of MulT's public pickle)."""
-  want = {'text': text_dim, 'audio': AUDIO_DIM, 'vision': VISION_DIM}
-  for clip_id, clip in list(feats.items())[:1]:
-    got = {m: np.shape(clip[m])[-1] for m in want}
-    if got != want:
-      raise ValueError(
-          f'{path}: clip {clip_id} has feature widths {got}; the baselines '
-          f'read {want} (GloVe, DisVoice 142 + 2, OpenFace AUs as in the '
-          'paper).  MulT\'s public MOSEI pickle holds 74-d COVAREP audio: '
-          'compute the features from the raw clips instead (--openface_dir, '
-          '--glove_path)')
+def is_iemocap_folder(features_pickle: str) -> bool:
+  """Whether ``features_pickle`` is a folder of the authors' IEMOCAP
+  features (it holds ``*_features.pt`` files)."""
+  path = Path(features_pickle).expanduser()
+  return (',' not in features_pickle and path.is_dir()
+          and any(path.glob('*_features.pt')))
 
 
-def _joined_examples(found: dict, labels: dict, empty: dict):
-  """The pickle's clips as examples.  A modality with no frame left (all
-  zeros in the file: e.g. no face found) is one zero frame, as the original
-  reads zeros there; ``empty`` counts them per modality."""
+def _joined_examples(found: dict, labels: dict, empty: dict, dims):
+  """The pickle's clips as examples at the files' widths ``dims``.  A
+  modality with no frame (an empty text, no face frame) is one zero frame,
+  as the original reads zeros there; ``empty`` counts them per modality."""
   for clip_id, feats in found.items():
     feats = dict(feats)
     for m in _MODALITY.values():
@@ -480,7 +524,7 @@ def _joined_examples(found: dict, labels: dict, empty: dict):
         empty[m] = empty.get(m, 0) + 1
         logging.warning('%s: no %s features in the pickle: one zero frame',
                         clip_id, m)
-    yield clip_id, to_example(clip_id, feats, labels[clip_id])
+    yield clip_id, to_example(clip_id, feats, labels[clip_id], dims=dims)
 
 
 class WordVectors:
@@ -560,11 +604,12 @@ def raw_clip_features(clip: readers.Clip, words: WordVectors,
 
 
 def to_example(clip_id: str, feats: dict, labels,
-               text_dim: int = TEXT_DIM) -> dict:
-  """One stored example from ``{'text', 'audio', 'vision'}`` arrays."""
+               text_dim: int = TEXT_DIM, dims=None) -> dict:
+  """One stored example from ``{'text', 'audio', 'vision'}`` arrays; their
+  widths must be ``dims`` (text, audio, vision), default ``(text_dim,
+  AUDIO_DIM, VISION_DIM)``."""
   ex = {'clip_id': clip_id, 'labels': np.asarray(labels, np.float32)}
-  dims = {'text_feats': text_dim, 'audio_feats': AUDIO_DIM,
-          'vision_feats': VISION_DIM}
+  dims = dict(zip(FEATURE_KEYS, dims or (text_dim, AUDIO_DIM, VISION_DIM)))
   for key, dim in dims.items():
     x = np.asarray(feats[_MODALITY[key]], np.float32)
     if x.ndim != 2 or x.shape[1] != dim or x.shape[0] < 1:

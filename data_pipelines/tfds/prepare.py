@@ -239,8 +239,9 @@ class FeatureRequest:
   Attributes:
     dataset: the labels' dataset ('mosei', 'iemocap', 'manifest', or
       'synthetic': MOSEI's labels).
-    features_pickle: a MulT / MMSA / the authors' feature pickle or folder;
-      the source is then 'pickle'.
+    features_pickle: a MulT / MMSA pickle, the authors' MOSEI or IEMOCAP
+      feature folder, or comma-separated pickles (the authors' three MOSEI
+      split files); the source is then 'pickle'.
     openface_dir: OpenFace 2.0 CSVs (without a pickle): the source is 'raw',
       features computed from the raw clips.
     glove_path: the raw source's word vectors ('' = MiniLM's, 384-d).
@@ -263,7 +264,8 @@ class FeatureRequest:
       return 'synthetic'
     raise ValueError(f'dataset {self.dataset!r}: the baselines read feature '
                      'sequences; pass --features_pickle (a MulT / MMSA '
-                     'pickle), --openface_dir (features computed from the '
+                     "pickle, or the MESM authors' MOSEI / IEMOCAP feature "
+                     'folder), --openface_dir (features computed from the '
                      'raw clips, with --glove_path or the MiniLM substitute) '
                      'or use --dataset synthetic')
 
@@ -285,10 +287,14 @@ def feature_config(request: FeatureRequest) -> features_tfds.FeaturesConfig:
       raise ValueError(f'features_pickle: labels from dataset '
                        f"{request.dataset!r} are not supported (mosei, "
                        'iemocap, synthetic)')
-    if not paths.as_path(request.features_pickle).exists():
+    lacking = [p for p in request.features_pickle.split(',')
+               if p.strip() and not paths.as_path(p.strip()).exists()]
+    if lacking:
       raise FileNotFoundError(
-          f'features_pickle: no file or folder {request.features_pickle} (a '
-          "MulT / MMSA pickle, or the MESM authors' feature folder)")
+          f'features_pickle: no file or folder {", ".join(lacking)} (a '
+          "MulT / MMSA pickle, the MESM authors' MOSEI or IEMOCAP feature "
+          'folder, or their mosei_senti_hcf_{train,valid,test}.pkl '
+          'comma-separated)')
     config = features_tfds.features_config(
         'pickle', str(request.features_pickle), dataset=labels_of)
   elif source == 'raw':

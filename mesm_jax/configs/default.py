@@ -149,10 +149,13 @@ FIELDS: Dict[str, Field] = {
         'clip, kept evenly spaced over the clip; padded and masked up to it'),
     'features_pickle': Field(
         '',
-        'baselines only: a MulT / MMSA feature pickle, or a folder of the '
-        "MESM authors' IEMOCAP features "
+        'baselines only: a MulT / MMSA feature pickle (any widths), a '
+        "folder of the MESM authors' MOSEI features "
+        '(mosei_senti_hcf_{train,valid,test}.pkl; or those files '
+        "comma-separated) or IEMOCAP features "
         '({train,valid,test}_{text,audio,video}_features.pt), joined by '
-        "clip id with the labels and splits of --raw_dir ('' = the "
+        "clip id with the labels and splits of --raw_dir; the baselines "
+        "are built at the files' widths ('' = the "
         'synthetic features of --dataset synthetic)'),
     'openface_dir': Field(
         '',

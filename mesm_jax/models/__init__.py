@@ -22,6 +22,8 @@ from mesm_jax import configs
 from mesm_jax.configs import BASELINES, DTYPES, END_TO_END, INITS, MODELS
 from mesm_jax.models.attention import CrossModalAttention
 from mesm_jax.models.baselines import build_baseline
+from mesm_jax.models.baselines.lf_trans import (
+    check_feature_dims as check_lf_trans_dims)
 from mesm_jax.models.batchnorm import MaskedBatchNorm
 from mesm_jax.models.cnn import FrameCNN
 from mesm_jax.models.conv import resolve_chunk
@@ -133,6 +135,10 @@ def build_baseline_model(config, feature_dims: Tuple[int, int, int]
   MulT (crossmodal and memory encoders) and of EmoEmbs' LSTMs; everything
   else is the modules' own hyper-parameters (``mesm_jax.models.baselines``).
   No BatchNorm: the step's axis is not needed.
+
+  Raises:
+    ValueError: a width the model cannot use (LF-TRANS: a modality's heads
+      must divide its width), naming the modality, the width and the fix.
   """
   kw = {'feature_dims': tuple(int(d) for d in feature_dims)}
   layers = int(config.get('baseline_layers', 0))
@@ -144,6 +150,8 @@ def build_baseline_model(config, feature_dims: Tuple[int, int, int]
     kw.update(num_layers=layers, mem_layers=layers)
   elif config.model == 'emoembs' and layers:
     kw.update(num_layers=layers)
+  if config.model == 'lf_trans':   # before any compile: a clear error
+    check_lf_trans_dims(kw['feature_dims'], config.modalities)
   return build_baseline(config.model, int(config.num_emotions),
                         config.modalities, **kw)
 

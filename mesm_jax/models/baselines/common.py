@@ -4,11 +4,12 @@ Axis letters:
   B : clips;  L : positions of one modality's sequence (words or frames)
   D : feature width of a modality;  H : LSTM hidden size;  E : emotions
 
-Batch contract (hand-crafted features, padded at the end):
-  text_feats [B,Lt,300] GloVe per word,    text_feats_mask [B,Lt]
-  audio_feats [B,La,144] 142 DisVoice + 2 zeros per 400 ms frame,
-                                            audio_feats_mask [B,La]
-  vision_feats [B,Lv,35] facial action units per frame, vision_feats_mask
+Batch contract (hand-crafted features, padded at the end), at the widths
+of the data (``feature_dims``, which the models are built at; e.g. the
+raw-clip source's 300 / 144 / 35, MulT's MOSEI pickle's 300 / 74 / 35):
+  text_feats [B,Lt,Dt] word vectors,       text_feats_mask [B,Lt]
+  audio_feats [B,La,Da] acoustic frames,   audio_feats_mask [B,La]
+  vision_feats [B,Lv,Dv] facial action units per frame, vision_feats_mask
   clip_mask [B] (optional; False = a padding clip)
 Masks are True at real positions.  Every model reads a modality through
 ``modality_inputs``: padded positions (and every position of a padding clip)
@@ -23,7 +24,9 @@ import jax
 import jax.numpy as jnp
 
 MODALITY_ORDER = 'tav'
-FEATURE_DIMS = (300, 144, 35)           # text, audio, visual
+# The raw-clip source's widths (text, audio, visual): the modules' default
+# only; ``build_baseline_model`` always passes the data's.
+FEATURE_DIMS = (300, 144, 35)
 FEATURE_KEYS = {'t': ('text_feats', 'text_feats_mask'),
                 'a': ('audio_feats', 'audio_feats_mask'),
                 'v': ('vision_feats', 'vision_feats_mask')}

@@ -27,6 +27,25 @@ from mesm_jax.models.fusion import LateFusion
 from mesm_jax.models.transformer import SequenceTransformer
 
 
+def check_feature_dims(feature_dims: Tuple[int, int, int], modalities: str,
+                       num_heads: Tuple[int, int, int] = (4, 2, 5)) -> None:
+  """Raises ValueError when a modality's width is not a multiple of its
+  number of attention heads (the Transformer's width is the feature width);
+  the message names the modality, the width and what to do."""
+  for m in common.ordered(modalities):
+    i = common.MODALITY_ORDER.index(m)
+    d, heads = int(feature_dims[i]), int(num_heads[i])
+    if d % heads:
+      fits = [h for h in range(1, min(d, 16) + 1) if d % h == 0]
+      raise ValueError(
+          f'LF-TRANS: the {common.NAMES[m]} features are {d} wide, which '
+          f'{heads} attention heads do not divide (its Transformer is as '
+          f'wide as its features).  Fix: features of a width divisible by '
+          f'{heads} (the original: text 300 / 4 heads, audio 144 / 2, visual '
+          f'35 / 5), leave the modality out (--modalities), or use another '
+          f'baseline; head counts that divide {d}: {fits}')
+
+
 class LFTrans(nn.Module):
   """LF-TRANS baseline; see the module doc.
 
