@@ -246,7 +246,9 @@ def test_feature_data_from_the_authors_iemocap_folder(tmp_path):
 def test_build_model_gives_the_baselines_one_parameter_group(data_dir):
   for name in configs.BASELINES:
     config = baseline_config(data_dir, name)
-    model = models.build_model(config, feature_dims=(300, 144, 35))
+    vectors = np.zeros((6, 300), np.float32) if name == 'emoembs' else None
+    model = models.build_model(config, feature_dims=(300, 144, 35),
+                               emotion_vectors=vectors)
     assert type(model).__name__ == {
         'lf_lstm': 'LFLSTM', 'lf_trans': 'LFTrans', 'mult': 'MulT',
         'emoembs': 'EmoEmbs'}[name]

@@ -124,16 +124,6 @@ def abstract_variables(config, model: nn.Module,
                           'dropout': jax.random.PRNGKey(0)}, batch), first)
 
 
-# MulT's config fields -> its module's fields.
-MULT_FIELDS = {'mult_d_model': 'd_model', 'mult_heads': 'num_heads',
-               'mult_attn_dropout': 'attn_dropout',
-               'mult_relu_dropout': 'relu_dropout',
-               'mult_res_dropout': 'res_dropout',
-               'mult_embed_dropout': 'embed_dropout',
-               'mult_out_dropout': 'out_dropout',
-               'mult_attn_mask': 'attn_mask'}
-
-
 def build_baseline_model(config, feature_dims: Tuple[int, int, int],
                          emotion_vectors: Optional[Any] = None
                          ) -> nn.Module:
@@ -149,7 +139,7 @@ def build_baseline_model(config, feature_dims: Tuple[int, int, int],
 
   LF-TRANS reads the config's Transformer fields (``trans_nlayers``,
   ``trans_ff_dim``, ``dropout``, ``dtype``; its width is each modality's
-  feature width); MulT its ``mult_*`` fields (``MULT_FIELDS``);
+  feature width); MulT its ``mult_*`` fields;
   ``baseline_layers`` (0 = published) sets the depth of MulT's crossmodal
   encoders (its memory encoders: max(layers, 3), as ``MULTModel``) and of
   EmoEmbs' LSTMs; everything else is the modules' own hyper-parameters
@@ -163,10 +153,15 @@ def build_baseline_model(config, feature_dims: Tuple[int, int, int],
               trans_ff_dim=int(config.trans_ff_dim),
               dropout=float(config.dropout), dtype=jnp.dtype(config.dtype))
   elif config.model == 'mult':
-    kw.update({field: config[name] for name, field in MULT_FIELDS.items()
-               if name in config})
-    if 'mult_conv_kernels' in config:
-      kw['conv_kernels'] = tuple(int(k) for k in config.mult_conv_kernels)
+    kw.update(
+        d_model=int(config.mult_d_model), num_heads=int(config.mult_heads),
+        conv_kernels=tuple(int(k) for k in config.mult_conv_kernels),
+        attn_dropout=float(config.mult_attn_dropout),
+        relu_dropout=float(config.mult_relu_dropout),
+        res_dropout=float(config.mult_res_dropout),
+        embed_dropout=float(config.mult_embed_dropout),
+        out_dropout=float(config.mult_out_dropout),
+        attn_mask=bool(config.mult_attn_mask))
     if layers:
       kw.update(num_layers=layers)   # memory: max(layers, mem_layers=3)
   elif config.model == 'emoembs':
