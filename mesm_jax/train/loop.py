@@ -95,9 +95,9 @@ def init_state(config, model,
   ``config.init``: 'flax' keeps the values of ``model.init``; 'pytorch'
   draws them again by PyTorch's default rules (``models.pytorch_init``), all
   but the text encoder's.  The baselines (``configs.is_baseline``) keep their
-  modules' own initialisation whatever ``init`` says (e.g. EmoEmbs' learned
-  emotion embeddings N(0, 1/300) and its fusion weights 1/M) and load no
-  text encoder.
+  modules' own initialisation whatever ``init`` says (e.g. EmoEmbs' fusion
+  weights 1/M; its emotion embeddings are frozen word vectors, a constant of
+  the model) and load no text encoder.
   """
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
