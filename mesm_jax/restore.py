@@ -28,12 +28,14 @@ AXIS = 'batch'  # the training step's axis, over which BatchNorm averages
 
 
 def build_model(config, platform: Optional[str] = None,
-                feature_dims=None) -> nn.Module:
+                feature_dims=None, emotion_vectors=None) -> nn.Module:
   """The run's model as training builds it: BatchNorm statistics shared
   over the step's axis, compiled for ``platform`` (None: this machine's);
-  a baseline at its data's ``feature_dims``."""
+  a baseline at its data's ``feature_dims`` (EmoEmbs with its
+  ``emotion_vectors``)."""
   return models.build_model(config, axis_name=AXIS, platform=platform,
-                            feature_dims=feature_dims)
+                            feature_dims=feature_dims,
+                            emotion_vectors=emotion_vectors)
 
 
 @dataclasses.dataclass

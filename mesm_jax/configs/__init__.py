@@ -11,8 +11,9 @@ model:
 * ``'smoke'``: tiny widths for tests.
 
 ``model`` is ``'mesm'`` (the default), ``'fe2e'`` or one of the baselines
-``BASELINES`` (``'lf_lstm'``, ``'lf_trans'``, ``'mult'``, ``'emoembs'``:
-batch 32, trained on feature sequences).  It sets ``model`` and
+``BASELINES`` (``'lf_lstm'``, ``'lf_trans'``, ``'mult'``, ``'emoembs'``,
+trained on feature sequences, each with its authors' recipe: ``RECIPES``,
+and per dataset ``DATASET_RECIPES``).  It sets ``model`` and
 the batch size that goes with it: the paper trains MESM with batches of 2 and
 FE2E with batches of 8 (MOSEI and IEMOCAP; ``'synthetic'`` and ``'smoke'``
 keep their own).  So ``get_config('iemocap', 'fe2e')`` from Python and
@@ -38,16 +39,18 @@ import ml_collections
 
 from mesm_jax.configs.checks import check
 from mesm_jax.configs.default import (
-    ATTENTION_GRADS, BASELINES, CHOICES, DATASETS, DTYPES, END_TO_END,
-    FACE_DETECTORS, FIELDS, HELP, INITS, MODALITIES, MODELS, PAPER_BATCH_SIZE,
-    RUNNERS, SPARSE_IMPLS, TEXT_RULES, Field)
+    ATTENTION_GRADS, BASELINES, CHOICES, DATASET_RECIPES, DATASETS, DTYPES,
+    END_TO_END, FACE_DETECTORS, FIELDS, HELP, INITS, MODALITIES, MODELS,
+    PAPER_BATCH_SIZE, RECIPES, RUNNERS, SPARSE_IMPLS, TEXT_RULES, Field,
+    recipe)
 
 NAMES = ('default', 'mosei', 'iemocap', 'synthetic', 'manifest', 'smoke')
 
-__all__ = ['ATTENTION_GRADS', 'BASELINES', 'CHOICES', 'DATASETS', 'DTYPES',
-           'END_TO_END', 'FACE_DETECTORS', 'FIELDS', 'Field', 'HELP', 'INITS',
-           'MODALITIES', 'MODELS', 'NAMES', 'PAPER_BATCH_SIZE', 'RUNNERS',
-           'SPARSE_IMPLS', 'TEXT_RULES', 'check', 'get_config', 'is_baseline']
+__all__ = ['ATTENTION_GRADS', 'BASELINES', 'CHOICES', 'DATASET_RECIPES',
+           'DATASETS', 'DTYPES', 'END_TO_END', 'FACE_DETECTORS', 'FIELDS',
+           'Field', 'HELP', 'INITS', 'MODALITIES', 'MODELS', 'NAMES',
+           'PAPER_BATCH_SIZE', 'RECIPES', 'RUNNERS', 'SPARSE_IMPLS',
+           'TEXT_RULES', 'check', 'get_config', 'is_baseline', 'recipe']
 
 
 def is_baseline(config) -> bool:

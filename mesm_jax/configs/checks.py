@@ -20,8 +20,11 @@ POSITIVE_INTS = (
     'scratch_text_ff_dim', 'checkpoint_every_steps', 'log_every_steps',
     'synthetic_clips', 'keep_checkpoints', 'max_text_feats',
     'max_audio_feats', 'max_vision_feats')
-NON_NEGATIVE = ('early_stop', 'clip_grad', 'weight_decay', 'baseline_layers')
-POSITIVE = ('lr', 'text_lr_factor', 'top_p')
+NON_NEGATIVE = ('early_stop', 'clip_grad', 'weight_decay', 'baseline_layers',
+                'plateau_patience')
+POSITIVE = ('lr', 'text_lr_factor', 'top_p', 'mult_d_model', 'mult_heads')
+DROPOUTS = ('dropout', 'mult_attn_dropout', 'mult_relu_dropout',
+            'mult_res_dropout', 'mult_embed_dropout', 'mult_out_dropout')
 
 
 def problems(config) -> List[str]:
@@ -36,8 +39,12 @@ def problems(config) -> List[str]:
   for name in POSITIVE:
     if name in config and not config[name] > 0:
       out.append(f'{name} must be positive, got {config[name]}')
-  if not 0 <= config.dropout < 1:
-    out.append(f'dropout must be in [0, 1), got {config.dropout}')
+  for name in DROPOUTS:
+    if name in config and not 0 <= config[name] < 1:
+      out.append(f'{name} must be in [0, 1), got {config[name]}')
+  if 'plateau_factor' in config and not 0 < config.plateau_factor < 1:
+    out.append(f'plateau_factor must be in (0, 1), got '
+               f'{config.plateau_factor}')
   if config.text_max_len < 2:
     out.append(f'text_max_len must be at least 2 ([CLS] and [SEP]), got '
                f'{config.text_max_len}')
@@ -65,6 +72,14 @@ def _model_problems(config) -> List[str]:
   if len(config.cnn_features) != 4:
     out.append('cnn_features needs 4 widths (stem/VGG1-2, stage 3, 4, 5), '
                f'got {tuple(config.cnn_features)!r}')
+  if 'mult_heads' in config and config.mult_heads >= 1 and (
+      config.mult_d_model % config.mult_heads):
+    out.append(f'mult_d_model ({config.mult_d_model}) must be a multiple of '
+               f'mult_heads ({config.mult_heads})')
+  kernels = tuple(config.get('mult_conv_kernels', (1, 1, 1)))
+  if len(kernels) != 3 or any(k < 1 or k % 2 == 0 for k in kernels):
+    out.append('mult_conv_kernels needs 3 odd kernels (text, audio, visual), '
+               f'got {kernels!r}')
   if config.conv_chunk < -1:
     out.append('conv_chunk must be -1 (auto: 16 on CPU, off on GPU/TPU), 0 '
                f'(off) or a positive frame count, got {config.conv_chunk}')

@@ -27,12 +27,77 @@ import ml_collections
 
 # The paper's models on faces, spectrograms and tokens, and its baselines
 # (Tables 3 and 4), trained on feature sequences (mesm_jax.models.baselines).
-# The paper does not give the baselines' batch size: 32 is this project's
-# choice for all four (MulT's public default is 24).
 END_TO_END = ('mesm', 'fe2e')
 BASELINES = ('lf_lstm', 'lf_trans', 'mult', 'emoembs')
 MODELS = END_TO_END + BASELINES
-PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8, **{b: 32 for b in BASELINES}}
+
+# Each baseline's training recipe: the values its authors published, laid
+# over FIELDS' defaults by ``get_config(model)`` (so a flag given on the
+# command line still wins).  The paper (MESM) re-ran the baselines and gives
+# none of their settings; sources, in the originals (docs/training.md):
+#   MESM = declare-lab/Multimodal-End2end-Sparse (README, src/cli.py)
+#   MTER = wenliangdai/Modality-Transferable-MER (README, main.py,
+#          src/config.py, src/models/mult.py)
+#   MulT = yaohungt/Multimodal-Transformer (main.py, src/train.py)
+_LF_RECIPE = {
+    # MESM README, the lf_rnn / lf_transformer commands: -lr=5e-4 -ep=60
+    # -bs=32 --early-stop=8 --clip=2 (Adam, main.py; no -sc: no scheduler)
+    'lr': 5e-4, 'epochs': 60, 'batch_size': 32, 'early_stop': 8,
+    'clip_grad': 2.0,
+}
+RECIPES = {
+    'lf_lstm': dict(_LF_RECIPE),
+    # --trans-nlayers: MESM src/cli.py's default 2 (the README command does
+    # not set it).
+    'lf_trans': {**_LF_RECIPE, 'trans_nlayers': 2},
+    'emoembs': {
+        # MTER README, the eea commands: -bs=64 -lr=1e-3 -ep=100 --clip=1.0
+        # --early-stop=8 --patience=5; main.py: ReduceLROnPlateau(mode='min',
+        # factor=0.1, patience=--patience) stepped on the validation loss
+        # (src/trainers/emotion.py).
+        'batch_size': 64, 'lr': 1e-3, 'epochs': 100, 'clip_grad': 1.0,
+        'early_stop': 8, 'plateau_factor': 0.1, 'plateau_patience': 5,
+    },
+    'mult': {
+        # MulT main.py defaults: --batch_size 24, --lr 1e-3, --num_epochs 40,
+        # --clip 0.8, --when 20 (the scheduler's patience); src/train.py:
+        # ReduceLROnPlateau(mode='min', patience=when, factor=0.1) on the
+        # validation loss; no early stopping (every epoch runs, the best
+        # validation loss is kept).
+        'batch_size': 24, 'lr': 1e-3, 'epochs': 40, 'clip_grad': 0.8,
+        'early_stop': 0, 'plateau_factor': 0.1, 'plateau_patience': 20,
+    },
+}
+# The MulT architecture of MTER (the EmoEmbs authors' MulT, src/models/
+# mult.py): width 40 (d_l = d_a = d_v = 40), temporal convolutions of
+# kernel 3 (text), 5 (audio), 3 (visual).
+_MTER_MULT = {'mult_d_model': 40, 'mult_conv_kernels': (3, 5, 3)}
+# Per dataset (``recipe(model, dataset)``, applied by mosei.py / iemocap.py).
+DATASET_RECIPES = {
+    # MTER README: --data-seq-len=20 (MOSEI) / 50 (IEMOCAP): every
+    # modality's sequence at that length.
+    ('emoembs', 'mosei'): {'max_text_feats': 20, 'max_audio_feats': 20,
+                           'max_vision_feats': 20},
+    ('emoembs', 'iemocap'): {'max_text_feats': 50, 'max_audio_feats': 50,
+                             'max_vision_feats': 50},
+    # MTER src/config.py MULT_PARAMS['iemocap'] (its 4-class IEMOCAP; the
+    # nearest published setting for the paper's six classes).
+    ('mult', 'iemocap'): {
+        **_MTER_MULT, 'mult_heads': 10, 'baseline_layers': 4,
+        'mult_attn_dropout': 0.25, 'mult_res_dropout': 0.1,
+        'mult_relu_dropout': 0.1, 'mult_out_dropout': 0.1,
+        'mult_embed_dropout': 0.3, 'mult_attn_mask': False},
+    # MTER src/config.py MULT_PARAMS['mosei_senti'] (MOSEI sentiment: MTER
+    # has no MulT entry for MOSEI emotions; the nearest published setting).
+    ('mult', 'mosei'): {
+        **_MTER_MULT, 'mult_heads': 8, 'baseline_layers': 4,
+        'mult_attn_dropout': 0.2, 'mult_res_dropout': 0.1,
+        'mult_relu_dropout': 0.1, 'mult_out_dropout': 0.1,
+        'mult_embed_dropout': 0.2, 'mult_attn_mask': True},
+}
+# The paper's batch: MESM 2, FE2E 8; the baselines' from their recipes.
+PAPER_BATCH_SIZE = {'mesm': 2, 'fe2e': 8,
+                    **{b: RECIPES[b]['batch_size'] for b in BASELINES}}
 DATASETS = ('mosei', 'iemocap', 'synthetic', 'manifest')
 MODALITIES = ('tav', 'ta', 'tv', 'va', 't', 'a', 'v')
 SPARSE_IMPLS = ('gathered', 'masked')
@@ -182,7 +247,9 @@ FIELDS: Dict[str, Field] = {
         'mesm (sparse CNN stages 3-5 after cross-modal attention; needs the '
         'text modality) | fe2e (dense CNNs) | the baselines on feature '
         'sequences: lf_lstm | lf_trans | mult | emoembs. Sets the batch '
-        'size: MESM 2, FE2E 8 (paper), baselines 32',
+        "size (MESM 2, FE2E 8: the paper's) and, for a baseline, its "
+        "authors' recipe (configs.RECIPES: lr, epochs, batch, clipping, "
+        'early stop, LR schedule; docs/training.md)',
         choices=MODELS),
     'modalities': Field(
         'tav',
@@ -207,10 +274,42 @@ FIELDS: Dict[str, Field] = {
         choices=ATTENTION_GRADS),
     'baseline_layers': Field(
         0,
-        "baselines only: layers of MulT's crossmodal and memory "
-        "Transformers and of EmoEmbs' LSTMs; 0 = each baseline's published "
-        'depth (MulT 5, memory 3 or more; EmoEmbs 2). LF-TRANS reads '
-        'trans_nlayers'),
+        "baselines only: layers of MulT's crossmodal Transformers (its "
+        'memory Transformers get max(layers, 3), as in MulT) and of '
+        "EmoEmbs' LSTMs; 0 = each baseline's published depth (MulT 5, "
+        'memory 5; EmoEmbs 2; --dataset mosei / iemocap: MulT 4). LF-TRANS '
+        'reads trans_nlayers'),
+    'mult_d_model': Field(
+        30,
+        "MulT only: width of its Transformers (MulT's 30; --dataset mosei "
+        "/ iemocap: 40, MTER's MulT); a multiple of mult_heads"),
+    'mult_heads': Field(
+        5,
+        "MulT only: attention heads (MulT's 5; IEMOCAP 10, MOSEI 8: "
+        "MTER's MULT_PARAMS)"),
+    'mult_conv_kernels': Field(
+        (1, 1, 1),
+        "MulT only: kernel of the temporal convolution projecting text, "
+        "audio, visual to mult_d_model (odd; 'same' padding); MulT's 1, 1, "
+        "1; --dataset mosei / iemocap: 3, 5, 3 (MTER's MulT)"),
+    'mult_attn_dropout': Field(
+        0.1,
+        'MulT only: attention-weight dropout (crossmodal attention with an '
+        'audio or visual source: none, as in MulT)'),
+    'mult_relu_dropout': Field(
+        0.1, 'MulT only: dropout after the feed-forward ReLU'),
+    'mult_res_dropout': Field(
+        0.1, 'MulT only: dropout on the residual branches'),
+    'mult_embed_dropout': Field(
+        0.25,
+        'MulT only: dropout of the scaled inputs plus positions (and of '
+        'the text input)'),
+    'mult_out_dropout': Field(
+        0.0, 'MulT only: dropout in the output residual block'),
+    'mult_attn_mask': Field(
+        True,
+        "MulT only: the original's future mask (query i sees keys j <= i + "
+        '|S - L|); false: every real key'),
     'cnn_features': Field(
         (64, 128, 256, 512),
         'channels of the visual and audio CNNs: stem/VGG blocks 1-2, stage '
@@ -309,8 +408,19 @@ FIELDS: Dict[str, Field] = {
         "(torch.optim.Adam's, not AdamW); 0 = off"),
     'clip_grad': Field(
         0.0,
-        'clip the whole gradient to this global L2 norm before Adam; 0 = '
-        'off'),
+        'clip the whole gradient to this global L2 norm before Adam '
+        "(torch's clip_grad_norm_); 0 = off (FE2E / MESM, as the "
+        "original's README commands; the baselines' recipes clip)"),
+    'plateau_patience': Field(
+        0,
+        "ReduceLROnPlateau on the validation loss, as torch's (mode min, "
+        'relative threshold 1e-4, checked once per epoch): after more than '
+        'this many epochs without a lower validation loss the learning '
+        'rate is multiplied by plateau_factor; 0 = off (FE2E / MESM, LF-*; '
+        'EmoEmbs 5, MulT 20)'),
+    'plateau_factor': Field(
+        0.1,
+        'the factor of plateau_patience (0 < factor < 1)'),
     'early_stop': Field(
         6,
         'stop after this many epochs without a better validation average '
@@ -350,4 +460,12 @@ def get_config(model: str = 'mesm') -> ml_collections.ConfigDict:
       {name: field.default for name, field in FIELDS.items()})
   c.model = model
   c.batch_size = PAPER_BATCH_SIZE[model]
+  c.update(recipe(model))
   return c
+
+
+def recipe(model: str, dataset: str = '') -> Dict[str, Any]:
+  """The fields ``model``'s authors set (``RECIPES``), with those for
+  ``dataset`` (``DATASET_RECIPES``) when given; ``{}`` for FE2E / MESM."""
+  return {**RECIPES.get(model, {}),
+          **(DATASET_RECIPES.get((model, dataset), {}) if dataset else {})}

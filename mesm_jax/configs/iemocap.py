@@ -18,4 +18,6 @@ def get_config(model: str = 'mesm'):
   # frames/s, 32 a chunk).  The caps cover 24 s and 25.6 s.
   c.max_frames = 48
   c.max_chunks = 64
+  # A baseline's recipe on this dataset (default.DATASET_RECIPES).
+  c.update(default.recipe(model, 'iemocap'))
   return c

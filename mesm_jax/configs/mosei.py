@@ -18,4 +18,6 @@ def get_config(model: str = 'mesm'):
   # 200 -> 80 spectrogram frames/s, 32 frames a chunk).  Both caps cover 32 s.
   c.max_frames = 64
   c.max_chunks = 80
+  # A baseline's recipe on this dataset (default.DATASET_RECIPES).
+  c.update(default.recipe(model, 'mosei'))
   return c

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mesm_jax import configs
 from mesm_jax.configs import BASELINES, DTYPES, END_TO_END, INITS, MODELS
@@ -41,7 +42,8 @@ CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(MultimodalModel)
 def build_model(config, text_encoder: Optional[nn.Module] = None,
                 axis_name: Optional[str] = None,
                 platform: Optional[str] = None,
-                feature_dims: Optional[Tuple[int, int, int]] = None
+                feature_dims: Optional[Tuple[int, int, int]] = None,
+                emotion_vectors: Optional[Any] = None
                 ) -> MultimodalModel:
   """FE2E or MESM from a flat config (``mesm_jax.get_config(...)``).
 
@@ -56,6 +58,8 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       default backend's, asked now.
     feature_dims: a baseline's (text, audio, visual) feature widths, those
       of its data (``build_baseline_model``); FE2E and MESM ignore them.
+    emotion_vectors: EmoEmbs' frozen emotion-word vectors ``[E, G]``
+      (``build_baseline_model``); the other models ignore them.
 
   Returns:
     An unbound ``MultimodalModel`` (a baseline for ``configs.BASELINES``).
@@ -66,7 +70,7 @@ def build_model(config, text_encoder: Optional[nn.Module] = None,
       raise ValueError(f'{config.model} is built at the widths of its '
                        'feature data: pass feature_dims (the built data\'s, '
                        'feature_pipeline.feature_dims)')
-    return build_baseline_model(config, feature_dims)
+    return build_baseline_model(config, feature_dims, emotion_vectors)
   if 't' in config.modalities and text_encoder is None:
     text_encoder = build_text_encoder(config)
   fields = {name: config[name] for name in CONFIG_FIELDS}
@@ -122,19 +126,27 @@ def abstract_variables(config, model: nn.Module,
                           'dropout': jax.random.PRNGKey(0)}, batch), first)
 
 
-def build_baseline_model(config, feature_dims: Tuple[int, int, int]
+def build_baseline_model(config, feature_dims: Tuple[int, int, int],
+                         emotion_vectors: Optional[Any] = None
                          ) -> nn.Module:
   """A baseline from the config at the data's feature widths.
 
   ``feature_dims``: (text, audio, visual) widths of the feature data
   (``feature_pipeline.feature_dims`` of the built data).
+  ``emotion_vectors``: EmoEmbs only, required there: the ``[E, G]`` word
+  vectors of its emotion words (``train.data.Data.emotion_vectors``: GloVe
+  with ``glove_path``, else the MiniLM substitute), kept frozen as a
+  constant of the module (not a parameter: no gradient, no optimizer
+  state); its text LSTM's hidden size is G, as the original requires.
 
-  Only LF-TRANS reads the config's Transformer fields (``trans_nlayers``,
+  LF-TRANS reads the config's Transformer fields (``trans_nlayers``,
   ``trans_ff_dim``, ``dropout``, ``dtype``; its width is each modality's
-  feature width); ``baseline_layers`` (0 = published) sets the depth of
-  MulT (crossmodal and memory encoders) and of EmoEmbs' LSTMs; everything
-  else is the modules' own hyper-parameters (``mesm_jax.models.baselines``).
-  No BatchNorm: the step's axis is not needed.
+  feature width); MulT its ``mult_*`` fields;
+  ``baseline_layers`` (0 = published) sets the depth of MulT's crossmodal
+  encoders (its memory encoders: max(layers, 3), as ``MULTModel``) and of
+  EmoEmbs' LSTMs; everything else is the modules' own hyper-parameters
+  (``mesm_jax.models.baselines``).  No BatchNorm: the step's axis is not
+  needed.
 
   Raises:
     ValueError: a width the model cannot use (LF-TRANS: a modality's heads
@@ -146,10 +158,31 @@ def build_baseline_model(config, feature_dims: Tuple[int, int, int]
     kw.update(trans_nlayers=int(config.trans_nlayers),
               trans_ff_dim=int(config.trans_ff_dim),
               dropout=float(config.dropout), dtype=jnp.dtype(config.dtype))
-  elif config.model == 'mult' and layers:
-    kw.update(num_layers=layers, mem_layers=layers)
-  elif config.model == 'emoembs' and layers:
-    kw.update(num_layers=layers)
+  elif config.model == 'mult':
+    kw.update(
+        d_model=int(config.mult_d_model), num_heads=int(config.mult_heads),
+        conv_kernels=tuple(int(k) for k in config.mult_conv_kernels),
+        attn_dropout=float(config.mult_attn_dropout),
+        relu_dropout=float(config.mult_relu_dropout),
+        res_dropout=float(config.mult_res_dropout),
+        embed_dropout=float(config.mult_embed_dropout),
+        out_dropout=float(config.mult_out_dropout),
+        attn_mask=bool(config.mult_attn_mask))
+    if layers:
+      kw.update(num_layers=layers)   # memory: max(layers, mem_layers=3)
+  elif config.model == 'emoembs':
+    if emotion_vectors is None:
+      raise ValueError('emoembs is built with the frozen word vectors of its '
+                       'emotion words: pass emotion_vectors [E, G] '
+                       '(train.data.Data.emotion_vectors)')
+    vectors = np.asarray(emotion_vectors, np.float32)
+    if vectors.ndim != 2:
+      raise ValueError(f'emotion_vectors must be [E, G], got {vectors.shape}')
+    # A tuple: hashable and compared by value, like every module field.
+    kw['emotion_embeddings'] = tuple(map(tuple, vectors.tolist()))
+    kw['hidden_sizes'] = (vectors.shape[1], 200, 100)
+    if layers:
+      kw.update(num_layers=layers)
   if config.model == 'lf_trans':   # before any compile: a clear error
     check_lf_trans_dims(kw['feature_dims'], config.modalities)
   return build_baseline(config.model, int(config.num_emotions),

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import features
 from data_pipelines.tfds import prepare
 from mesm_jax import configs
 from mesm_jax import feature_pipeline
@@ -110,9 +111,58 @@ class Data:
       return None
     return feature_pipeline.feature_dims(self.builder)
 
+  def emotion_vectors(self) -> Tuple[np.ndarray, str]:
+    """EmoEmbs' frozen emotion embeddings ``[E, G]`` and where they are from.
+
+    The emotion words (``emotion_words``) get their GloVe vectors from
+    ``glove_path`` (G = 300; a word GloVe lacks, as written or lowercased,
+    is an error), or without one the MiniLM input-embedding substitute
+    (``features.minilm_input_embeddings``, G = 384), the project's text
+    vectors when GloVe is absent.
+    """
+    words = emotion_words(self.config.dataset, self.emotions())
+    path = self.config.glove_path
+    if path:
+      table = features.load_glove(path, words)
+      missing = [w for w in words if w not in table and w.lower() not in table]
+      if missing:
+        raise ValueError(f'glove_path {path}: no vector for the emotion '
+                         f'words {missing}')
+      vectors = features.glove_lookup(words, table)
+      source = f'GloVe ({path})'
+    else:
+      vectors = np.stack([features.minilm_input_embeddings([w])[0]
+                          for w in words])
+      source = ('the MiniLM input embeddings (no --glove_path; the '
+                "original: GloVe 840B)")
+    note = (f'EmoEmbs: frozen emotion embeddings {vectors.shape} of the '
+            f'words {list(words)} from {source}')
+    return vectors.astype(np.float32), note
+
   def sample_batch(self, batch_size: int) -> Dict[str, np.ndarray]:
     """One evaluation batch, to initialise the model's shapes."""
     return next(self.eval_batches('valid', batch_size))
+
+
+# EmoEmbs' emotion words per label name, as Modality-Transferable-MER
+# (src/config.py EMOTIONS) spells them: MOSEI 'mosei_emo' (anger, disgust,
+# fear, happy, sad, surprise), IEMOCAP 'iemocap9' (angry, exciting,
+# frustrating, happy, neutral, sad for the paper's six).  Other datasets
+# (manifest) use their label names.
+EMOTION_WORDS = {
+    'mosei': {'anger': 'anger', 'disgust': 'disgust', 'fear': 'fear',
+              'happiness': 'happy', 'sadness': 'sad', 'surprise': 'surprise'},
+    'iemocap': {'anger': 'angry', 'excited': 'exciting',
+                'frustrated': 'frustrating', 'happy': 'happy',
+                'neutral': 'neutral', 'sad': 'sad'},
+}
+EMOTION_WORDS['synthetic'] = EMOTION_WORDS['mosei']   # MOSEI's labels
+
+
+def emotion_words(dataset: str, emotions) -> Tuple[str, ...]:
+  """The word of each emotion name (``EMOTION_WORDS``; else the name)."""
+  table = EMOTION_WORDS.get(dataset, {})
+  return tuple(table.get(e, e) for e in emotions)
 
 
 def pipeline(config):

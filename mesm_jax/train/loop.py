@@ -95,9 +95,9 @@ def init_state(config, model,
   ``config.init``: 'flax' keeps the values of ``model.init``; 'pytorch'
   draws them again by PyTorch's default rules (``models.pytorch_init``), all
   but the text encoder's.  The baselines (``configs.is_baseline``) keep their
-  modules' own initialisation whatever ``init`` says (e.g. EmoEmbs' learned
-  emotion embeddings N(0, 1/300) and its fusion weights 1/M) and load no
-  text encoder.
+  modules' own initialisation whatever ``init`` says (e.g. EmoEmbs' fusion
+  weights 1/M; its emotion embeddings are frozen word vectors, a constant of
+  the model) and load no text encoder.
   """
   rng = jax.random.PRNGKey(config.seed)
   init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
@@ -185,9 +185,14 @@ class Context:
     self.logger = log_lib.RunLogger(workdir)
     self.devices, self.eval_batch_size = fit_batch_sizes(config, self.logger)
     self.runner = parallel.make_runner(config.parallel, self.devices)
+    emotion_vectors = None
+    if config.model == 'emoembs':
+      emotion_vectors, note = self.data.emotion_vectors()
+      self.logger.write(note)
     self.model = restore_lib.build_model(
         config, self.devices[0].platform,
-        feature_dims=self.data.feature_dims())
+        feature_dims=self.data.feature_dims(),
+        emotion_vectors=emotion_vectors)
     self.metric_set = self.data.metric_set()  # 'mosei' | 'iemocap' metrics
     self.headline = metrics_lib.headline_metrics(self.metric_set)
     self.ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
@@ -227,6 +232,10 @@ class RunState:
     done: training is over (last epoch or early stop).
     epoch_loss_sum, epoch_loss_steps: the current epoch's training loss so
       far (its mean is the epoch's ``train/loss``).
+    lr_scale, plateau_best, plateau_bad_epochs: ReduceLROnPlateau's state
+      (``optim.Plateau``; ``plateau_patience`` > 0): the learning-rate
+      scale (also in the optimizer state), the best validation loss, the
+      epochs since it.
   """
   pos_weight: List[float]
   epoch: int = 0
@@ -238,6 +247,9 @@ class RunState:
   done: bool = False
   epoch_loss_sum: float = 0.0
   epoch_loss_steps: int = 0
+  lr_scale: float = 1.0
+  plateau_best: Optional[float] = None
+  plateau_bad_epochs: int = 0
 
   def to_json(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -342,11 +354,15 @@ def is_better(score, best) -> bool:
   return best is None or tuple(score) > tuple(best)
 
 
-def end_epoch(ctx, state, run: RunState) -> None:
-  """Evaluate, keep the best, save the latest; sets ``run.done`` at the end."""
+def end_epoch(ctx, state, run: RunState) -> Any:
+  """Evaluate, keep the best, step ReduceLROnPlateau, save the latest; sets
+  ``run.done`` at the end.  Returns the state (a new one when the learning
+  rate was reduced)."""
   config, epoch = ctx.config, run.epoch
   host = ctx.runner.get_state(state)
   thresholds, values = evaluate_state(ctx, state)
+  if config.plateau_patience > 0:
+    state, host = plateau_step(ctx, state, host, run, values['valid/loss'])
   values['train/loss'] = run.epoch_loss_sum / max(run.epoch_loss_steps, 1)
   score = [values['valid/f1/avg'], -values['valid/loss']]
   improved = is_better(score, run.best_score)
@@ -368,6 +384,31 @@ def end_epoch(ctx, state, run: RunState) -> None:
   if stop:
     ctx.logger.write(f'early stop: no better valid/f1/avg for '
                      f'{config.early_stop} epochs')
+  return state
+
+
+def plateau_step(ctx, state, host, run: RunState, valid_loss: float):
+  """One epoch of ReduceLROnPlateau (``optim.Plateau``) on the validation
+  loss; a reduced scale is written into the optimizer state (device and
+  host copies).  Returns ``(state, host)``."""
+  config = ctx.config
+  plateau = optim.Plateau(
+      factor=float(config.plateau_factor),
+      patience=int(config.plateau_patience), lr=float(config.lr),
+      scale=run.lr_scale, best=run.plateau_best,
+      bad_epochs=run.plateau_bad_epochs)
+  reduced = plateau.step(valid_loss)
+  run.lr_scale, run.plateau_best = plateau.scale, plateau.best
+  run.plateau_bad_epochs = plateau.bad_epochs
+  if reduced:
+    host = host.replace(opt_state=optim.set_lr_scale(host.opt_state,
+                                                     plateau.scale))
+    state = ctx.runner.put_state(host)
+    ctx.logger.write(
+        f'ReduceLROnPlateau: valid/loss did not improve for more than '
+        f'{config.plateau_patience} epochs: learning rate '
+        f'{config.lr * plateau.scale:.3g} (x{plateau.scale:.3g})')
+  return state, host
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
@@ -390,7 +431,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                             outer=True)
   while not run.done:
     state = train_epoch(ctx, state, run)
-    end_epoch(ctx, state, run)
+    state = end_epoch(ctx, state, run)
     epochs.update(1)
   epochs.close()
   results = write_results(ctx, run, time.time() - start_time)

@@ -31,7 +31,8 @@ SHAPE_FIELDS = (
     'trans_dim', 'trans_nlayers', 'trans_nheads', 'trans_ff_dim',
     'text_model', 'text_checkpoint', 'text_max_len', 'scratch_vocab_size',
     'scratch_text_dim', 'scratch_text_layers', 'scratch_text_heads',
-    'scratch_text_ff_dim', 'baseline_layers',
+    'scratch_text_ff_dim', 'baseline_layers', 'mult_d_model', 'mult_heads',
+    'mult_conv_kernels',
     # the baselines' feature source (it sets the text width, 300 / 384)
     'features_pickle', 'openface_dir', 'glove_path')
 

@@ -8,10 +8,12 @@ Axis letters:
 Follows ``EmotionEmbAttnModel`` of wenliangdai/Modality-Transferable-MER
 (``src/models/eea.py``) with the hyper-parameters of its README's training
 commands (``--hidden-sizes 300 200 100 --num-layers=2 --dropout=0.15 -bi``):
-  emotion embeddings [E,G]: the GloVe vectors of the emotion names, frozen;
-    pass them as ``emotion_embeddings`` (kept constant, no gradient), or
-    leave it None for a learned matrix (parameter ``emotion_embeddings``,
-    N(0, 1/G)) when no word vectors are at hand.
+  emotion embeddings [E,G]: the GloVe vectors of the emotion words, frozen;
+    pass them as ``emotion_embeddings`` (a constant of the module, not a
+    parameter: no gradient, no optimizer state; what training does,
+    ``models.build_baseline_model``: GloVe with ``glove_path``, else the
+    MiniLM substitute), or leave it None for a learned matrix (parameter
+    ``emotion_embeddings``, N(0, 1/G)), a module-level option only.
   per modality m: a ``num_layers``-layer (bidirectional) LSTM of hidden size
     H_m, dropout ``dropout`` between layers (PyTorch's LSTM ``dropout``);
     the two directions' outputs of the last layer are summed ([B,L,H]) and
