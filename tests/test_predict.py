@@ -21,7 +21,6 @@ from data_pipelines import synthetic
 from experiments import attention_figure
 from experiments import predict as predict_cli
 from experiments import visualize
-from mesm_jax import input_pipeline
 from mesm_jax import predict
 from mesm_jax import nucleus
 from mesm_jax import models
@@ -81,16 +80,24 @@ def test_manifest_run_sizes_names_and_scores_its_labels(trained):
     loop.train_and_evaluate(wrong, str(workdir.parent / 'work6'))
 
 
-def eval_probs(predictor, config, split):
-  """clip id -> probabilities from the TFDS evaluation batches of ``split``."""
+def eval_probs(config, workdir, split):
+  """clip id -> probabilities of the training loop's own evaluation: the
+  best checkpoint restored as a training state (``loop.Context``, as
+  ``--eval_only`` does) and the runner's eval step on the built split's
+  evaluation batches; no code of ``mesm_jax.predict`` or ``restore``'s
+  inference path involved."""
+  ctx = loop.Context(config, str(workdir))
+  state_dict, _ = ctx.ckpts.restore_best(ctx.host_target())
+  state = ctx.runner.put_state(ctx.restored_state(state_dict))
+  pos_weight = loop.compute_pos_weight(ctx.data)
   out = {}
-  ds = input_pipeline.make_dataset(config, split, train=False,
-                                   global_batch_size=4, process_index=0,
-                                   process_count=1)
-  for batch in ds.as_numpy_iterator():
-    probs = predictor.probabilities(batch)
-    ids = batch['clip_id'][batch['clip_mask']]
-    out.update({i.decode(): p for i, p in zip(ids, probs)})
+  for batch in ctx.data.eval_batches(split, ctx.eval_batch_size):
+    got = ctx.runner.eval_step(state, batch, pos_weight)
+    mask = np.asarray(got['clip_mask']).astype(bool)
+    ids = np.asarray(batch['clip_id'])[mask]
+    out.update({i.decode(): p for i, p in
+                zip(ids, np.asarray(got['probs'])[mask])})
+  ctx.ckpts.close()
   return out
 
 
@@ -103,7 +110,7 @@ def test_predict_equals_the_evaluation_of_the_built_split(trained):
                                            for n in predictor.emotions]
   seen = {}
   for split in ('valid', 'test'):
-    expected = eval_probs(predictor, config, split)
+    expected = eval_probs(config, workdir, split)
     clips = readers.read_split('manifest', manifest, split).clips
     assert clips and set(expected) == {c.clip_id for c in clips}
     for clip in clips:
@@ -133,7 +140,7 @@ def test_predict_follows_the_span_and_the_audio_source(trained):
   """A training clip with its own wav and one inside a longer video."""
   config, workdir, manifest, predictor = trained
   clips = readers.read_split('manifest', manifest, 'train').clips
-  expected = eval_probs(predictor, config, 'train')
+  expected = eval_probs(config, workdir, 'train')
   wav = [c for c in clips if c.audio_path]
   span = [c for c in clips if c.start is not None and not c.audio_path]
   assert wav and span
@@ -285,7 +292,7 @@ def test_fe2e_predict_equals_the_evaluation_too(trained, tmp_path):
   predictor = predict.load(str(workdir))
   with pytest.raises(ValueError, match='FE2E has no cross-modal attention'):
     predictor.attention(sample)
-  expected = eval_probs(predictor, fe2e, 'test')
+  expected = eval_probs(fe2e, workdir, 'test')
   for clip in readers.read_split('manifest', manifest, 'test').clips:
     got = predictor.predict(clip.video_path, text=clip.text,
                             audio=clip.audio_path or None, start=clip.start,
