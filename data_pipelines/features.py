@@ -483,6 +483,11 @@ def _minilm() -> tuple[object, np.ndarray]:
                        f'tensor, found {keys}')
     table = np.asarray(f.get_tensor(keys[0]), np.float32)
   tok = tokenizers.Tokenizer.from_file(str(model_dir / 'tokenizer.json'))
+  # The file pads every encoding to 128 ids ([PAD] = 0) and truncates: a
+  # word's pieces must be its own ids only, or the mean over them is ~the
+  # [PAD] row for every word (every word vector nearly the same).
+  tok.no_padding()
+  tok.no_truncation()
   return tok, table
 
 
@@ -490,9 +495,10 @@ def minilm_input_embeddings(words_or_text: str | Sequence[str]) -> np.ndarray:
   """An offline stand-in for GloVe: MiniLM's input token embeddings, [L, 384].
 
   Each word (``words_of``) is tokenised by the bundled all-MiniLM-L6-v2
-  WordPiece tokeniser (lowercasing, no [CLS] / [SEP]) and gets the mean of
-  its word pieces' rows of ``embeddings.word_embeddings.weight``; a word
-  with no piece is a zero vector.  The width is 384, not GloVe's 300: a
+  WordPiece tokeniser (lowercasing, no [CLS] / [SEP], none of the
+  tokenizer file's [PAD] padding) and gets the mean of its word pieces'
+  rows of ``embeddings.word_embeddings.weight``; a word with no piece is a
+  zero vector.  The width is 384, not GloVe's 300: a
   model fed these needs its text width set to 384.
 
   Raises:

@@ -640,6 +640,18 @@ def test_minilm_input_embeddings():
   assert np.all(np.abs(emb).sum(axis=1) > 0)
   same = features.minilm_input_embeddings(['happy'])
   np.testing.assert_allclose(same[0], emb[3])
+  # A one-piece word is exactly its row of the embedding matrix (the
+  # tokenizer file's padding to 128 [PAD] ids is not part of the mean; with
+  # it every word was ~the [PAD] row: the six emotion words' cosines 1.000).
+  tok, table = features._minilm()
+  ids = tok.encode('happy', add_special_tokens=False).ids
+  assert len(ids) == 1
+  np.testing.assert_array_equal(same[0], table[ids[0]])
+  words = ['anger', 'disgust', 'fear', 'happy', 'sad', 'surprise']
+  vecs = features.minilm_input_embeddings(words)
+  unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+  cos = unit @ unit.T
+  assert cos[~np.eye(6, dtype=bool)].max() < 0.6
 
 
 # --------------------------------------------------------------- synthetic

@@ -162,7 +162,7 @@ def test_config_name_follows_the_stored_features(raw, tmp_path):
   glove = features_tfds.features_config('raw', glove_path=str(raw['glove']),
                                         **kw)
   minilm = features_tfds.features_config('raw', **kw)
-  assert minilm.text_dim == 384 and '-minilm-t384-' in minilm.name
+  assert minilm.text_dim == 384 and '-minilm2-t384-' in minilm.name
   assert glove.name != minilm.name
   other = tmp_path / 'glove.txt'       # another GloVe file: another name
   other.write_text(raw['glove'].read_text())

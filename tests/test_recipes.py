@@ -4,6 +4,7 @@ dataset, flags over them, the grids, gradient clipping, ReduceLROnPlateau
 frozen emotion-word vectors.  No data pipeline, no training run: the real
 loop trains every baseline in test_baselines_train.py."""
 
+import dataclasses
 import json
 import types
 
@@ -13,9 +14,11 @@ import numpy as np
 import optax
 import pytest
 
+from data_pipelines.tfds import prepare
 from experiments import grids
 import mesm_jax
 from mesm_jax import configs
+from mesm_jax import feature_pipeline
 from mesm_jax import models
 from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import data as data_lib
@@ -244,6 +247,36 @@ def test_emotion_words_and_vectors_from_glove_or_minilm(tmp_path):
   config.glove_path = str(tmp_path / 'short.txt')
   with pytest.raises(ValueError, match="surprise"):
     fake_data(config, mosei).emotion_vectors()
+
+
+def test_glove_path_goes_with_a_pickle_source_for_the_emotion_vectors(
+    tmp_path):
+  """--glove_path with --features_pickle (or the synthetic features): no
+  error; the data (its config and name) is that of the source alone, and
+  EmoEmbs reads its emotion vectors from the GloVe file."""
+  mosei = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise')
+  words = data_lib.emotion_words('mosei', mosei)
+  glove = write_glove(tmp_path / 'glove.txt', words)
+  pickle_file = tmp_path / 'mosei_feats.pkl'
+  pickle_file.write_bytes(b'not read here')
+  config = mesm_jax.get_config('mosei', 'emoembs')
+  config.features_pickle = str(pickle_file)
+  config.glove_path = str(tmp_path / 'glove.txt')
+  with_glove = prepare.feature_config(feature_pipeline.request(config))
+  without = prepare.feature_config(
+      prepare.FeatureRequest('mosei', features_pickle=str(pickle_file)))
+  # (BuilderConfig compares by identity: compare the fields)
+  assert dataclasses.asdict(with_glove) == dataclasses.asdict(without)
+  assert with_glove.glove_path == ''
+  assert with_glove.name.startswith('pickle-mosei-mosei_feats_')
+  vectors, note = fake_data(config, mosei).emotion_vectors()
+  np.testing.assert_allclose(vectors, np.stack([glove[w] for w in words]),
+                             rtol=1e-6)
+  assert 'GloVe' in note
+  synthetic = prepare.feature_config(prepare.FeatureRequest(
+      'synthetic', glove_path=str(tmp_path / 'glove.txt')))
+  assert dataclasses.asdict(synthetic) == dataclasses.asdict(
+      prepare.feature_config(prepare.FeatureRequest('synthetic')))
 
 
 @pytest.fixture

@@ -212,7 +212,10 @@ def raw_config_name(c: FeaturesConfig) -> str:
                      f'{c.dataset!r}')
   if not c.openface_dir:
     raise ValueError('source raw needs openface_dir (the OpenFace 2.0 CSVs)')
-  text = f'glove_{_file_tag(c.glove_path)}' if c.glove_path else 'minilm'
+  # 'minilm2': the MiniLM vectors without the tokenizer file's [PAD]
+  # padding (data built with it, tagged 'minilm', held nearly the same
+  # vector for every word and is not reused).
+  text = f'glove_{_file_tag(c.glove_path)}' if c.glove_path else 'minilm2'
   data = c.dataset
   if c.dataset == 'manifest':
     if not c.manifest:
@@ -436,7 +439,7 @@ class FeaturesE2e(tfds.core.GeneratorBasedBuilder):
         'raw_dir': str(source_dir.resolve()),
         'openface_dir': str(openface_dir.resolve()),
         'text': (str(Path(c.glove_path).expanduser().resolve())
-                 if c.glove_path else 'minilm'),
+                 if c.glove_path else 'minilm2'),
         'split_files': (str(splits_dir.resolve()) if splits_dir else
                         'manifest' if c.dataset == 'manifest' else 'shipped'),
         'skip_log': str(log_dir / preprocess.SKIP_LOG)}

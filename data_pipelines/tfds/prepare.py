@@ -245,6 +245,10 @@ class FeatureRequest:
     openface_dir: OpenFace 2.0 CSVs (without a pickle): the source is 'raw',
       features computed from the raw clips.
     glove_path: the raw source's word vectors ('' = MiniLM's, 384-d).
+      Accepted with every source: the pickle and synthetic sources store
+      their own text features and ignore it (the built data and its config
+      name do not depend on it); EmoEmbs reads its emotion-word vectors
+      from it whatever the source (``train.data.Data.emotion_vectors``).
     manifest: dataset 'manifest' (source raw): the manifest file.
   """
   dataset: str
@@ -278,10 +282,9 @@ def feature_config(request: FeatureRequest) -> features_tfds.FeaturesConfig:
   """The ``features_e2e`` builder config of a request, after checking that
   its files exist and its dataset has that source."""
   source, labels_of = request.source, request.labels_of
-  if request.glove_path and source != 'raw':
-    raise ValueError('glove_path: the word vectors are computed by the raw '
-                     'source only: pass --openface_dir too (or drop '
-                     '--glove_path)')
+  # glove_path enters the data only for the raw source (its word vectors);
+  # with a pickle or synthetic source it serves EmoEmbs' emotion vectors
+  # alone and is left out of the config (same data, same name).
   if source == 'pickle':
     if labels_of not in ('mosei', 'iemocap'):
       raise ValueError(f'features_pickle: labels from dataset '

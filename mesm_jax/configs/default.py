@@ -232,9 +232,12 @@ FIELDS: Dict[str, Field] = {
         'not this source'),
     'glove_path': Field(
         '',
-        'baselines with --openface_dir: GloVe text file (.txt, .gz or .zip, '
-        "300-d) of the word vectors; '' = the bundled MiniLM input "
-        'embeddings (384-d), and the baselines are built for 384-d text'),
+        'baselines: GloVe text file (.txt, .gz or .zip, 300-d). With '
+        '--openface_dir the word vectors of the text features; with any '
+        "source EmoEmbs' emotion-word vectors (a --features_pickle or "
+        "synthetic source keeps its own text features). '' = the bundled "
+        'MiniLM input embeddings (384-d): the raw text features, and '
+        "EmoEmbs' emotion vectors and text LSTM width"),
     'beam_options': Field(
         '',
         "'' = build locally with worker processes; else Apache Beam "
