@@ -5,6 +5,7 @@ The flags and configs are tested in tests/test_flags.py.
 
 import json
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -233,12 +234,23 @@ def tiny_config(tmp_path, **overrides) -> ml_collections.ConfigDict:
   return c
 
 
-@pytest.mark.usefixtures('fast_compile')
-def test_one_epoch_through_the_real_pipeline(tmp_path):
-  config = tiny_config(tmp_path)
+@pytest.fixture(scope='module')
+def one_epoch(tmp_path_factory):
+  """One epoch of the tiny config through the real pipeline (fast compiles):
+  ``(tmp, config, given, results)``, ``given`` the config as passed."""
+  old = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  tmp = tmp_path_factory.mktemp('one_epoch')
+  config = tiny_config(tmp)
   given = config.to_dict()
+  results = loop.train_and_evaluate(config, str(tmp / 'work'))
+  yield tmp, config, given, results
+  jax.config.update('jax_disable_most_optimizations', old)
+
+
+def test_one_epoch_through_the_real_pipeline(one_epoch):
+  tmp_path, config, given, results = one_epoch
   workdir = tmp_path / 'work'
-  results = loop.train_and_evaluate(config, str(workdir))
   on_disk = json.loads((workdir / 'results.json').read_text())
   # Nothing wrote into the config: results.json holds the one given.
   assert config.to_dict() == given
@@ -302,6 +314,43 @@ def _check_self_contained_workdir(config, workdir, metrics):
   for k in ('valid/f1/avg', 'test/f1/avg', 'test/mosei_wacc/avg',
             'test/f1/anger'):
     assert evaluated['metrics'][k] == pytest.approx(metrics[k], abs=1e-6), k
+
+
+class _Killed(Exception):
+  """What a kill leaves: the run stops right after a checkpoint is written."""
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_metrics(one_epoch, tmp_path,
+                                                           monkeypatch, capsys):
+  """Stopped right after the mid-epoch checkpoint at step 3, then run
+  again: it goes on from step 3 with the same data order and ends with the
+  uninterrupted run's metrics and thresholds."""
+  data_tmp, _, _, want = one_epoch
+  config = tiny_config(data_tmp)       # the same data dir: no second build
+  workdir = tmp_path / 'killed'
+  real_save = loop.save_latest
+
+  def save_then_die(ctx, state, run):
+    real_save(ctx, state, run)
+    raise _Killed
+
+  monkeypatch.setattr(loop, 'save_latest', save_then_die)
+  with pytest.raises(_Killed):
+    loop.train_and_evaluate(config, str(workdir))
+  assert not (workdir / 'results.json').exists()
+  monkeypatch.setattr(loop, 'save_latest', real_save)
+  capsys.readouterr()
+  resumed = loop.train_and_evaluate(config, str(workdir))
+  assert 'step 3 of the epoch' in capsys.readouterr().out
+  assert resumed['best_epoch'] == want['best_epoch'] == 1
+  assert resumed['thresholds'] == want['thresholds']
+  assert set(resumed['metrics']) == set(want['metrics'])
+  for key, value in want['metrics'].items():
+    if value is None:                  # NaN (e.g. one class in a split)
+      assert resumed['metrics'][key] is None, key
+    else:                              # the same program and data order
+      assert resumed['metrics'][key] == pytest.approx(value, rel=1e-6,
+                                                      abs=1e-7), key
 
 
 @pytest.mark.parametrize('chips,env,calls', [
