@@ -403,10 +403,11 @@ def script_flags() -> argparse.ArgumentParser:
                       help='find the largest per-chip train batch that fits '
                            '(a few more compiles per slice)')
   parser.add_argument('--search_compiles', type=int, default=3,
-                      help='most compiles of the batch search: 2 (the line '
-                           'and its prediction), 3 (+ one more clip, to show '
-                           'it does not fit), more to bisect a line that '
-                           'misses')
+                      help='most compiles of the batch search: 1 (the '
+                           "line only; its batch reported as a prediction), "
+                           '2 (the line and its prediction), 3 (+ one more '
+                           'clip, to show it does not fit), more to bisect a '
+                           'line that misses')
   parser.add_argument('--flops', type=flags.str2bool, nargs='?', const=True,
                       default=True,
                       help="count the clip's forward FLOPs with "
