@@ -298,6 +298,7 @@ def baseline_runs(data_dir, tmp_path_factory):
 # MiniLM vector was ~the [PAD] row (the six emotion vectors' cosines 1.000:
 # every emotion scored alike); features.minilm_input_embeddings fixes it.
 @pytest.mark.parametrize('model', configs.BASELINES)
+@pytest.mark.slow
 def test_baseline_trains_through_the_real_loop(data_dir, baseline_runs,
                                                model):
   root, results = baseline_runs
@@ -327,6 +328,7 @@ def test_baseline_trains_through_the_real_loop(data_dir, baseline_runs,
   assert metrics['test/f1/avg'] > chance + 0.15, (model, metrics, chance)
 
 
+@pytest.mark.slow
 def test_tables_print_the_baseline_rows(baseline_runs, tmp_path, capsys):
   """Table 3/4 layout of the four baselines trained above, means from their
   results.json, FLOPs n/a (beside FE2E and MESM rows: test_sweep.py)."""
@@ -349,6 +351,7 @@ def test_tables_print_the_baseline_rows(baseline_runs, tmp_path, capsys):
     assert name in printed
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_baseline_workdir_with_a_reason(baseline_runs,
                                                           capsys):
   root, _ = baseline_runs

@@ -23,6 +23,8 @@ from data_pipelines import synthetic  # pylint: disable=g-import-not-at-top
 from data_pipelines.tfds import base  # pylint: disable=g-import-not-at-top
 from data_pipelines.tfds import prepare  # pylint: disable=g-import-not-at-top
 
+pytestmark = pytest.mark.slow  # a Beam build
+
 BEAM = 'runner=DirectRunner,direct_num_workers=2'
 OLD = 1_000_000_000  # mtime (s) given to the clips put into the cache
 

@@ -257,6 +257,7 @@ def test_every_baseline_builds_at_the_files_widths(layouts, name):
 
 @pytest.mark.parametrize('name, model', [
     (name, model) for name, models_ in TRAINED.items() for model in models_])
+@pytest.mark.slow
 def test_baseline_trains_and_evaluates_on_the_layout(trained, name, model):
   config, workdir, result = trained[name, model]
   on_disk = json.loads((workdir / 'results.json').read_text())

@@ -199,6 +199,8 @@ SERVE = """
 import sys
 from experiments import predict, visualize
 from mesm_jax.train import main
+
+pytestmark = pytest.mark.slow  # a Cloud Storage emulator and runs on it
 run, out, video, audio, clip_id, text, start, end = sys.argv[1:]
 assert main.run(['--workdir', run, '--eval_only']) == 0
 assert predict.main([f'--workdir={run}', f'--text={text}', f'--audio={audio}',

@@ -29,6 +29,8 @@ import textwrap
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # runs on 1 and 8 devices
+
 SCRIPT = textwrap.dedent('''
     import json, sys
     import jax, numpy as np, optax

@@ -33,6 +33,8 @@ from mesm_jax.train import workdir as workdir_lib
 
 import test_train
 
+pytestmark = pytest.mark.slow  # a trained run is the fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ('calm', 'joy', 'anger')
 

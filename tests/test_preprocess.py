@@ -474,6 +474,7 @@ def test_options_key_and_opt_in_min_face_size():
           .key('mosei', 'raw') == 'mosei_raw_i500_mel_center')
 
 
+@pytest.mark.slow
 def test_sigkill_mid_build_then_rerun_computes_each_clip_once(
     mosei_raw, tmp_path, monkeypatch):
   """``python -m data_pipelines.preprocess`` killed with SIGKILL once its

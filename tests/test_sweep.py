@@ -292,6 +292,7 @@ def test_baseline_cell_records_flops_as_not_applicable(tmp_path):
 # --------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_tiny_sweep_killed_resumes_missing_cells_and_tables(tiny_sweep):
   root, logged = tiny_sweep.root, tiny_sweep.logged
   finished, left = tiny_sweep.finished, tiny_sweep.left

@@ -203,6 +203,7 @@ def test_iemocap_synthetic_build(tmp_path):
   assert builder.info.metadata['emotions'] == list(synthetic.EMOTIONS_IEMOCAP)
 
 
+@pytest.mark.slow
 def test_tfds_build_command(tmp_path):
   """The documented command builds what build_tfds then reads."""
   raw = tmp_path / 'raw'

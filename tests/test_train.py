@@ -236,18 +236,24 @@ def tiny_config(tmp_path, **overrides) -> ml_collections.ConfigDict:
 
 @pytest.fixture(scope='module')
 def one_epoch(tmp_path_factory):
-  """One epoch of the tiny config through the real pipeline (fast compiles):
-  ``(tmp, config, given, results)``, ``given`` the config as passed."""
+  """One epoch of the tiny config through the real pipeline (fast compiles),
+  run as ``run.py --config my_config.py``: ``(tmp, config, given,
+  results)``, ``given`` the config as the file holds it."""
   old = jax.config.read('jax_disable_most_optimizations')
   jax.config.update('jax_disable_most_optimizations', True)
   tmp = tmp_path_factory.mktemp('one_epoch')
   config = tiny_config(tmp)
   given = config.to_dict()
-  results = loop.train_and_evaluate(config, str(tmp / 'work'))
+  # Through the command line, the config as a file of one's own (--config).
+  path = tmp / 'my_config.py'
+  path.write_text(f'def get_config():\n  return {given!r}\n')
+  assert main.run(['--config', str(path), '--workdir', str(tmp / 'work')]) == 0
+  results = json.loads((tmp / 'work' / 'results.json').read_text())
   yield tmp, config, given, results
   jax.config.update('jax_disable_most_optimizations', old)
 
 
+@pytest.mark.slow
 def test_one_epoch_through_the_real_pipeline(one_epoch):
   tmp_path, config, given, results = one_epoch
   workdir = tmp_path / 'work'
@@ -320,6 +326,7 @@ class _Killed(Exception):
   """What a kill leaves: the run stops right after a checkpoint is written."""
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_metrics(one_epoch, tmp_path,
                                                            monkeypatch, capsys):
   """Stopped right after the mid-epoch checkpoint at step 3, then run
@@ -340,8 +347,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(one_epoch, tmp_path,
   assert not (workdir / 'results.json').exists()
   monkeypatch.setattr(loop, 'save_latest', real_save)
   capsys.readouterr()
-  resumed = loop.train_and_evaluate(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
   assert 'step 3 of the epoch' in capsys.readouterr().out
+  resumed = json.loads((workdir / 'results.json').read_text())
   assert resumed['best_epoch'] == want['best_epoch'] == 1
   assert resumed['thresholds'] == want['thresholds']
   assert set(resumed['metrics']) == set(want['metrics'])
