@@ -20,11 +20,14 @@ all its hosts' chips), with ``libtpu``'s compiler on this machine
   it predicts (more when the line misses);
 * XLA's FLOPs and bytes per step, and beside them the FLOPs of the same clip
   counted by ``experiments/flops.py`` (forward pass, XLA:CPU) (``--flops``);
-* step-time *estimates*, never measurements: the roofline bound
-  max(FLOPs / peak, bytes / HBM bandwidth) from the chip's published figures
-  (a lower bound as far as XLA's counts hold; float32 matmuls are bounded
-  by the bf16 peak too), and the TPU cost model's own figure where it gives
-  a positive one.
+* step-time *estimates*, never measurements: FLOPs / peak from the chip's
+  published bf16 peak (a lower bound: the program executes at least these
+  FLOPs, float32 matmuls no faster than bf16 ones); XLA's bytes accessed /
+  HBM bandwidth (a lower bound only as far as XLA's byte count is the real
+  traffic: it charges each fused op its whole operands, which overstates
+  gathers of a few rows, so for MESM's gathered stages it is an upper-side
+  figure); the roofline max of the two; and the TPU cost model's own
+  figure where it gives a positive one.
 
 Whether bfloat16 keeps the paper's numbers is a separate question: this
 compiles it, it does not train it.  A text checkpoint that is not on this
@@ -125,8 +128,9 @@ def get_slice(name: str) -> Slice:
 
 def roofline_seconds(flops: float, bytes_accessed: float,
                      chip: Chip) -> Dict[str, float]:
-  """Lower bounds of one step: compute at the bf16 peak, HBM traffic at the
-  peak bandwidth, and the larger of the two (``roofline``)."""
+  """Time estimates of one step: compute at the bf16 peak (a lower bound),
+  XLA's counted bytes at the peak HBM bandwidth (a bound only where that
+  count is the real traffic) and the larger of the two (``roofline``)."""
   compute_s = flops / chip.bf16_flops
   memory_s = bytes_accessed / chip.hbm_bytes_per_s
   return {'compute_s': compute_s, 'memory_s': memory_s,
@@ -360,24 +364,25 @@ def format_row(r: Dict[str, object]) -> str:
         f'{c["bytes_accessed"] / 1e9:.2f} GB accessed per step; '
         f'{s["flops_per_clip"] / 1e9:.1f} GFLOPs per clip')
     lines.append(
-        f'               estimate (not a measurement): >= '
-        f'{_ms(e["roofline_s"])} ms per step (roofline: compute '
-        f'{_ms(e["compute_s"])} ms, HBM {_ms(e["memory_s"])} ms); cost '
-        f'model: {_ms(e["cost_model_s"]) if e["cost_model_s"] else "no valid figure"}'
+        f'               estimate (not a measurement): compute >= '
+        f'{_ms(e["compute_s"])} ms per step; XLA\'s bytes at HBM bandwidth '
+        f'{_ms(e["memory_s"])} ms; roofline {_ms(e["roofline_s"])} ms; '
+        f'cost model: {_ms(e["cost_model_s"]) if e["cost_model_s"] else "no valid figure"}'
         f'{" ms" if e["cost_model_s"] else ""}')
   big = r.get('largest_batch')
   if big is not None:
-    if big['batch']:
+    if big.get('predicted'):
+      lines.append(
+          f'  largest train batch per chip: {big["predicted"]} predicted by '
+          f'the memory line through the compiled batches (not compiled: '
+          f'--search_compiles {big["compiles"]}); {big["batch"]} confirmed '
+          f'({_gib(big["bytes"])} GiB)')
+    elif big['batch']:
       lines.append(
           f'  largest train batch per chip that fits: {big["batch"]} '
           f'({_gib(big["bytes"])} GiB; '
           f'{"one more does not fit" if big["exact"] else "confirmed by a compile; one more is over the memory line"}'
           f', {big["compiles"]} more compiles)')
-    if big.get('predicted'):
-      lines.append(
-          f'  the memory line through the two compiled batches predicts '
-          f'{big["predicted"]} per chip (not compiled: --search_compiles '
-          f'{big["compiles"]})')
     else:
       lines.append('  largest train batch per chip that fits: none (the '
                    'configured batch does not fit)')
