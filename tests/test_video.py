@@ -105,9 +105,10 @@ def test_fast_decode_is_really_used_and_skips_frames(h264, monkeypatch):
   frames, pix_fmt = video._pyav_decode_indices(h264, wanted, FPS)  # pylint: disable=protected-access
   assert frames is not None and len(frames) == len(wanted)
   assert pix_fmt == 'h264/yuv420p' and video._PYAV_AGREES[pix_fmt]  # pylint: disable=protected-access
-  # The project's decoder leaves the unsampled B-frames undecoded: fewer
-  # frames come out of FFmpeg than the 100 of the file.
-  assert len(wanted) <= counting.decoded < 100
+  # The project's decoder leaves the unsampled non-reference B-frames
+  # undecoded: decoding every frame up to the last wanted one (93) would
+  # hand back at least 94; this file gives 56 (x264's B-frame layout).
+  assert len(wanted) <= counting.decoded <= 70
 
 
 def test_fast_decode_falls_back_when_not_exact(h264, monkeypatch):
