@@ -219,18 +219,25 @@ def phonological_stats(posteriors: np.ndarray) -> np.ndarray:
       -1).astype(np.float32)
 
 
-def _disvoice_posteriors(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-  """18 phonological posteriors every 10 ms from DisVoice (optional)."""
-  import tempfile
-  from scipy.io import wavfile
-  from disvoice.phonological import Phonological  # optional, not a dependency
+def _disvoice_on_wav(extractor, wave: np.ndarray, sample_rate: int,
+                     static: bool) -> np.ndarray:
+  """A DisVoice extractor's ``extract_features_file`` on ``wave`` written as
+  a 16-bit wav in a temporary folder (DisVoice reads files only)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from scipy.io import wavfile  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     path = Path(tmp) / 'clip.wav'
     wavfile.write(path, sample_rate,
                   (np.clip(wave, -1, 1) * 32767).astype(np.int16))
-    out = Phonological().extract_features_file(str(path), static=False,
-                                               plots=False, fmt='npy')
-  out = np.asarray(out, np.float64)
+    out = extractor.extract_features_file(str(path), static=static,
+                                          plots=False, fmt='npy')
+  return np.asarray(out, np.float64)
+
+
+def _disvoice_posteriors(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+  """18 phonological posteriors every 10 ms from DisVoice (optional)."""
+  from disvoice.phonological import Phonological  # optional, not a dependency
+  out = _disvoice_on_wav(Phonological(), wave, sample_rate, static=False)
   if out.ndim != 2 or out.shape[1] < N_PHON_CLASSES:
     raise ValueError(f'DisVoice phonological features of shape {out.shape}: '
                      f'expected [n, >= {N_PHON_CLASSES}]')
@@ -239,16 +246,9 @@ def _disvoice_posteriors(wave: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def _disvoice_articulation(wave: np.ndarray, sample_rate: int) -> np.ndarray:
   """DisVoice's static articulation vector (488 values) of one frame."""
-  import tempfile
-  from scipy.io import wavfile
   from disvoice.articulation import Articulation  # optional
-  with tempfile.TemporaryDirectory() as tmp:
-    path = Path(tmp) / 'frame.wav'
-    wavfile.write(path, sample_rate,
-                  (np.clip(wave, -1, 1) * 32767).astype(np.int16))
-    out = Articulation().extract_features_file(str(path), static=True,
-                                               plots=False, fmt='npy')
-  out = np.asarray(out, np.float64).reshape(-1)
+  out = _disvoice_on_wav(Articulation(), wave, sample_rate,
+                         static=True).reshape(-1)
   if out.size < 122:
     raise ValueError(f'DisVoice articulation features of size {out.size}: '
                      'expected its static vector (488 values)')
