@@ -149,25 +149,25 @@ def group(runs: List[Dict[str, Any]]) -> Dict[str, List[Row]]:
   return out
 
 
-def _family(model: str) -> str:
-  """'end_to_end' (FE2E, MESM) or 'baseline' (the feature-sequence models)."""
-  return 'end_to_end' if model in END_TO_END else 'baseline'
+def _group(model: str) -> str:
+  """Rows compared for their settings: FE2E with MESM; a baseline alone."""
+  return 'end_to_end' if model in END_TO_END else model
 
 
 def label_rows(rows: List[Row]) -> None:
   """Names from what differs between the rows: 'MESM (p = 0.7)', '... TA'.
 
-  A setting is named when it differs between rows of the same family (FE2E
-  and MESM; the baselines): the baselines train on other inputs with their
-  own settings (feature caps and sources, epochs, ...), which is not what
-  tells two rows of a table apart.
+  A setting is named when it differs between rows of FE2E and MESM, or
+  between rows of the same baseline: each baseline trains on other inputs
+  with its authors' recipe (lr, epochs, clipping, scheduler, feature caps),
+  which is not what tells two rows of a table apart.
   """
   configs = [{k: v for k, v in r.config.items() if k not in IGNORED}
              for r in rows]
   varying = {}
-  for family in {_family(r.model) for r in rows}:
-    same = [c for r, c in zip(rows, configs) if _family(r.model) == family]
-    varying[family] = sorted(
+  for group in {_group(r.model) for r in rows}:
+    same = [c for r, c in zip(rows, configs) if _group(r.model) == group]
+    varying[group] = sorted(
         {k for c in same for k in c
          if any(c.get(k) != o.get(k) for o in same)}
         - {'model', 'top_p', 'modalities', 'batch_size', 'sparse_impl'})
@@ -178,7 +178,7 @@ def label_rows(rows: List[Row]) -> None:
       name += f' (p = {r.top_p:g})'
     if show_modalities:
       name += f' {r.modalities.upper()}'
-    extra = [f'{k}={c.get(k)}' for k in varying[_family(r.model)]]
+    extra = [f'{k}={c.get(k)}' for k in varying[_group(r.model)]]
     r.label = name + (f" [{', '.join(extra)}]" if extra else '')
 
 

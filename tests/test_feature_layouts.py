@@ -246,7 +246,9 @@ def test_every_baseline_builds_at_the_files_widths(layouts, name):
                            layouts['root'] / f'tfds_{name}')
     data = train_data.Data(config, process_index=0, process_count=1)
     assert data.feature_dims() == widths, model
-    net = models.build_model(config, feature_dims=data.feature_dims())
+    vectors = data.emotion_vectors()[0] if model == 'emoembs' else None
+    net = models.build_model(config, feature_dims=data.feature_dims(),
+                             emotion_vectors=vectors)
     shapes, logits = _input_widths(net, data)
     assert logits == (8, 6), model                # eval batch, 6 emotions
     audio = {p: s for p, s in shapes.items()

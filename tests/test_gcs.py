@@ -35,6 +35,8 @@ import pytest
 from data_pipelines import paths
 import gcs_emulator
 
+pytestmark = pytest.mark.slow  # a Cloud Storage emulator and runs on it
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = 'gs://bkt'
 RUN = f'{BUCKET}/runs/tiny'
@@ -200,7 +202,6 @@ import sys
 from experiments import predict, visualize
 from mesm_jax.train import main
 
-pytestmark = pytest.mark.slow  # a Cloud Storage emulator and runs on it
 run, out, video, audio, clip_id, text, start, end = sys.argv[1:]
 assert main.run(['--workdir', run, '--eval_only']) == 0
 assert predict.main([f'--workdir={run}', f'--text={text}', f'--audio={audio}',

@@ -15,9 +15,8 @@ substitute), Da 144 (``features.ACOUSTIC_GROUPS``), Dv 35 action units.
 Source 'pickle' stores the files' widths, whatever they are (MulT's MOSEI
 pickle: 300 / 74 / 35; MMSA's: its own; the authors' IEMOCAP folder: 300 /
 144 / 35): the features' shapes are ``[None, None]`` and the widths are in
-``info.metadata['feature_dims']`` (``[Dt, Da, Dv]``), which
-``mesm_jax.feature_pipeline.feature_dims`` reads and the baselines are
-built at.
+``info.metadata['feature_dims']`` (``[Dt, Da, Dv]``), which the model
+library's feature pipeline reads and the baselines are built at.
 
 Lt, La, Lv vary per clip (no cap at build time; the model library's input
 pipeline caps them).  Sources (the builder config's ``source``, part of its
