@@ -239,9 +239,19 @@ def one_epoch(tmp_path_factory):
   """One epoch of the tiny config through the real pipeline (fast compiles),
   run as ``run.py --config my_config.py``: ``(tmp, config, given,
   results)``, ``given`` the config as the file holds it."""
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
+  from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
   tmp = tmp_path_factory.mktemp('one_epoch')
+  # Fast compiles, kept on disk for this module: the killed and resumed runs
+  # below compile the same programs again and read them from the cache.
+  settings = {'jax_disable_most_optimizations': True,
+              'jax_compilation_cache_dir': str(tmp / 'jax_cache'),
+              'jax_persistent_cache_min_compile_time_secs': 0,
+              'jax_persistent_cache_min_entry_size_bytes': 0}
+  old = {k: (jax.config.read(k) if k == 'jax_disable_most_optimizations'
+            else getattr(jax.config, k)) for k in settings}
+  for k, v in settings.items():
+    jax.config.update(k, v)
+  compilation_cache.reset_cache()   # re-read the settings at the next compile
   config = tiny_config(tmp)
   given = config.to_dict()
   # Through the command line, the config as a file of one's own (--config).
@@ -250,7 +260,9 @@ def one_epoch(tmp_path_factory):
   assert main.run(['--config', str(path), '--workdir', str(tmp / 'work')]) == 0
   results = json.loads((tmp / 'work' / 'results.json').read_text())
   yield tmp, config, given, results
-  jax.config.update('jax_disable_most_optimizations', old)
+  for k, v in old.items():
+    jax.config.update(k, v)
+  compilation_cache.reset_cache()
 
 
 @pytest.mark.slow
