@@ -150,6 +150,7 @@ def test_build_model_refuses_a_bad_conv_chunk():
     mesm_jax.build_model(config)
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 @pytest.mark.usefixtures('fast_compile')
 @pytest.mark.parametrize('kind,impl', [('fe2e', 'masked'), ('mesm', 'masked'),
                                        ('mesm', 'gathered')])

@@ -283,6 +283,7 @@ def _fe2e_params_from_mesm(mesm_params, fe2e_shapes):
   return flax.traverse_util.unflatten_dict(out)
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 def test_mesm_at_p1_equals_fe2e():
   batch = make_batch(3, b=2, f=2, c=2,
                      face_mask=np.array([[1, 1], [1, 0]], bool))
@@ -326,6 +327,7 @@ def _pad_batch(batch, seed, b=3, f=3, c=3):
   return big
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 @pytest.mark.parametrize('model_name', ['fe2e', 'mesm'])
 def test_padding_changes_no_real_clip(model_name):
   """Padded frames, chunks and clips: same logits (train BN and eval)."""
@@ -364,6 +366,7 @@ def _attention_grads(grads):
   return {k: v for k, v in flat.items() if k[1].startswith('attn')}
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 def test_attention_gradient_modes_and_impls():
   """'none': exactly zero attention grads; 'scaled': non-zero, and the
   gathered implementation gives the masked one's logits and gradients."""

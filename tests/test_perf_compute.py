@@ -46,6 +46,7 @@ def test_clip_sizes():
   assert compute.clip_sizes(4.5) == (9, 12)
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 @pytest.mark.usefixtures('fast_compile')
 def test_flops_script_smoke():
   rows = flops.main(
@@ -60,6 +61,7 @@ def test_flops_script_smoke():
   assert 0 < gathered['kept']['visual'][3] <= 0.5 + 1 / 576
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 @pytest.mark.usefixtures('fast_compile')
 def test_benchmark_script_smoke():
   out = benchmark.main(

@@ -23,6 +23,7 @@ def _python_blocks() -> list[str]:
   return re.findall(r'```python\n(.*?)```', README, re.S)
 
 
+@pytest.mark.slow  # compiles whole models: not in the quick subset
 @pytest.mark.usefixtures('fast_compile')
 def test_readme_python_runs():
   blocks = _python_blocks()
