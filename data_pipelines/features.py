@@ -268,31 +268,18 @@ def _warn_no_disvoice() -> None:
         RuntimeWarning, stacklevel=4)
 
 
-def _articulation_source(articulation):
-  """None (this project's approximation) or a callable (frame wave, sr) ->
-  DisVoice's static articulation vector (>= 122 values)."""
-  if articulation is None or callable(articulation):
-    return articulation
-  if articulation != 'auto':
-    raise ValueError("articulation must be 'auto', None or a callable, got "
-                     f'{articulation!r}')
+def _disvoice_source(name: str, given, disvoice_fn):
+  """``given`` when it is None or a callable; for 'auto' DisVoice's
+  ``disvoice_fn`` when DisVoice is installed, else None (with a warning)."""
+  if given is None or callable(given):
+    return given
+  if given != 'auto':
+    raise ValueError(f"{name} must be 'auto', None or a callable, got "
+                     f'{given!r}')
   if importlib.util.find_spec('disvoice') is None:
     _warn_no_disvoice()
     return None
-  return _disvoice_articulation
-
-
-def _phonological_source(phonological):
-  """None (zeros) or a callable (wave, sr) -> [n, 18] posteriors at 10 ms."""
-  if phonological is None or callable(phonological):
-    return phonological
-  if phonological != 'auto':
-    raise ValueError("phonological must be 'auto', None or a callable, got "
-                     f'{phonological!r}')
-  if importlib.util.find_spec('disvoice') is None:
-    _warn_no_disvoice()
-    return None
-  return _disvoice_posteriors
+  return disvoice_fn
 
 
 def acoustic_features(wav: np.ndarray, sr: int = SAMPLE_RATE,
@@ -333,8 +320,13 @@ def acoustic_features(wav: np.ndarray, sr: int = SAMPLE_RATE,
   hop = int(round(HOP_S * sr))
   mel_fb = audio.mel_filterbank(sr, win, N_MELS, 0.0, sr / 2)        # [K, M]
   bark_fb = bark_matrix(sr, win, N_BARK)                             # [K, B]
-  artic = _articulation_source(articulation)
-  source = _phonological_source(phonological)
+  # None: this project's approximation (articulation) or zeros
+  # (phonological); a callable: (wave, sr) -> DisVoice's static articulation
+  # vector (>= 122 values) / [n, 18] posteriors at 10 ms.
+  artic = _disvoice_source('articulation', articulation,
+                           _disvoice_articulation)
+  source = _disvoice_source('phonological', phonological,
+                            _disvoice_posteriors)
   posteriors = None if source is None else np.asarray(source(wave, sr))
   bounds = frame_bounds(wave.size, sr, frame_s)
   out = np.zeros((len(bounds), ACOUSTIC_DIM), np.float32)
