@@ -31,9 +31,10 @@ def fast_compile():
 
 
 # The files that take longest (their module fixtures train, compile for a
-# TPU or start processes), longest first: --dist loadfile hands files to
-# the two workers in collection order, so starting with these keeps one
-# worker from being left with a long file at the end.  Measured with
+# TPU or start processes), longest first: with --dist loadfile and
+# --no-loadscope-reorder (setup.cfg) xdist hands files to the two workers in
+# collection order, so starting with these keeps one worker from being left
+# with a long file at the end.  Measured with
 # --durations (setup.cfg) on a 2-core machine.
 LONGEST_FIRST = ('test_multihost.py', 'test_learning.py', 'test_sweep.py',
                  'test_baselines_train.py', 'test_feature_layouts.py',

@@ -198,14 +198,8 @@ def _train_losses(workdir):
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp('multihost')
-  # The TFDS data once, before two processes would both build it.
-  prep = subprocess.run(
-      [sys.executable, str(ROOT / 'experiments' / 'run.py'),
-       *_flags(tmp_path, tmp_path / 'prep'), '--prepare_only'],
-      env=_env(tmp_path, 1), capture_output=True, text=True, timeout=TIMEOUT,
-      cwd=ROOT)
-  _check(prep)
   times = {}
+  # A builds the TFDS data (before B's two processes would both build it).
   start = time.time()
   a = subprocess.run([sys.executable, '-c', SCRIPT,
                       *_flags(tmp_path, tmp_path / 'a')],
