@@ -13,8 +13,9 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
 os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')  # libtpu's lock file
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import compile_settings  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture
@@ -24,10 +25,8 @@ def fast_compile():
   Use with ``pytestmark = pytest.mark.usefixtures('fast_compile')``; the
   previous setting is restored after each test.
   """
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', old)
+  with compile_settings.fast():
+    yield
 
 
 # The files that take longest (their module fixtures train, compile for a

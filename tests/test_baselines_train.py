@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import pytest
 
+import compile_settings
+
 from data_pipelines import features
 from data_pipelines import synthetic
 from data_pipelines.tfds import features as features_tfds
@@ -279,17 +281,13 @@ def baseline_runs(data_dir, tmp_path_factory):
   FLOPs as not applicable, as a sweep does.  Returns (root, results)."""
   root = tmp_path_factory.mktemp('baselines')
   results = {}
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)  # compile time
-  try:
+  with compile_settings.fast():  # compile time
     for model in configs.BASELINES:
       config = baseline_config(data_dir, model)
       workdir = root / f'{model}-tav-seed0'
       results[model] = loop.train_and_evaluate(config, str(workdir))
       assert sweep.run_cell(['--workdir', str(workdir), '--dataset',
                              'synthetic', '--model', model]) == 0
-  finally:
-    jax.config.update('jax_disable_most_optimizations', old)
   return root, results
 
 

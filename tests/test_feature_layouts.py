@@ -24,6 +24,8 @@ import jax
 import numpy as np
 import pytest
 
+import compile_settings
+
 from data_pipelines import readers
 from data_pipelines import synthetic
 from data_pipelines.tfds import prepare
@@ -206,9 +208,7 @@ TRAINED = {'mesm_mosei': ('lf_trans',), 'mult_rows': ('mult',),
 def trained(layouts):
   """The baselines of ``TRAINED`` trained one epoch and evaluated."""
   results = {}
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)  # compile time
-  try:
+  with compile_settings.fast():  # compile time
     for name, baselines in TRAINED.items():
       for model in baselines:
         config = layout_config(layouts[name], model,
@@ -216,8 +216,6 @@ def trained(layouts):
         workdir = layouts['root'] / 'runs' / f'{name}-{model}'
         results[name, model] = (config, workdir, loop.train_and_evaluate(
             config, str(workdir)))
-  finally:
-    jax.config.update('jax_disable_most_optimizations', old)
   return results
 
 

@@ -44,6 +44,8 @@ import jax
 import numpy as np
 import pytest
 
+import compile_settings
+
 import mesm_jax
 from mesm_jax.models.baselines import build_baseline, common
 from mesm_jax.text import checkpoint
@@ -72,10 +74,8 @@ def golden(name: str) -> Tuple[dict, dict]:
 def _fast_compile():
   """Cheaper XLA compiles (conftest's ``fast_compile``, module-wide: the
   module fixtures below compile the models once)."""
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', old)
+  with compile_settings.fast():
+    yield
 
 
 # --------------------------------------------------------------- the mapping

@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import pytest
 
+import compile_settings
+
 import mesm_jax
 from mesm_jax import configs
 from mesm_jax.models import INITS, pytorch_init
@@ -48,16 +50,12 @@ def _batch(modalities='tav', b=1, f=1, c=1, length=6):
 @pytest.fixture(scope='module')
 def flax_params():
   """Flax's initial ``params`` of MESM (smoke widths, trans_dim 64)."""
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  try:
+  with compile_settings.fast():
     config = mesm_jax.get_config('smoke', 'mesm')
     config.trans_dim = D
     model = mesm_jax.build_model(config)
     batch = _batch()
     variables = jax.jit(lambda: model.init(jax.random.key(0), batch))()
-  finally:
-    jax.config.update('jax_disable_most_optimizations', old)
   return jax.device_get(variables['params'])
 
 

@@ -21,9 +21,10 @@ A killed run that resumes is tested in tests/test_train.py (tiny widths).
 
 import json
 
-import jax
 import numpy as np
 import pytest
+
+import compile_settings
 
 import mesm_jax
 from mesm_jax.train import loop
@@ -57,28 +58,25 @@ def _all_positive_f1(labels: np.ndarray) -> float:
 def runs(tmp_path_factory):
   """The FE2E run (early stop after a frozen epoch 3) and the MESM run."""
   tmp = tmp_path_factory.mktemp('learning')
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
   real_evaluate = loop.evaluate_state
   seen = []
 
-  def frozen_after_epoch_2(ctx, state, thresholds=None):
+  def frozen_after_epochs(ctx, state, thresholds=None):
     if len(seen) < EPOCHS:
       seen.append(real_evaluate(ctx, state, thresholds))
     thresholds, values = seen[-1]
     return np.array(thresholds), dict(values)
 
-  try:
-    loop.evaluate_state = frozen_after_epoch_2
-    fe2e = loop.train_and_evaluate(
-        _config(tmp / 'tfds', 'fe2e', epochs=10, early_stop=1),
-        str(tmp / 'fe2e'))
-    loop.evaluate_state = real_evaluate
+  with compile_settings.fast():
+    try:
+      loop.evaluate_state = frozen_after_epochs
+      fe2e = loop.train_and_evaluate(
+          _config(tmp / 'tfds', 'fe2e', epochs=10, early_stop=1),
+          str(tmp / 'fe2e'))
+    finally:
+      loop.evaluate_state = real_evaluate
     mesm = loop.train_and_evaluate(_config(tmp / 'tfds', 'mesm', top_p=0.5),
                                    str(tmp / 'mesm'))
-  finally:
-    loop.evaluate_state = real_evaluate
-    jax.config.update('jax_disable_most_optimizations', old)
   return {'tmp': tmp, 'fe2e': fe2e, 'mesm': mesm, 'frozen_calls': len(seen)}
 
 

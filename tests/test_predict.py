@@ -31,6 +31,7 @@ from mesm_jax.train import loop
 from mesm_jax.train import step as step_lib
 from mesm_jax.train import workdir as workdir_lib
 
+import compile_settings
 import test_train
 
 pytestmark = pytest.mark.slow  # a trained run is the fixture
@@ -42,20 +43,19 @@ LABELS = ('calm', 'joy', 'anger')
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   """(config, workdir, manifest, predictor) of one epoch of tiny MESM on a manifest."""
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)  # fast compiles
-  tmp = tmp_path_factory.mktemp('predict')
-  manifest = synthetic.write_manifest(tmp / 'clips', num_clips=9, seed=2,
-                                      labels=LABELS)
-  # Two frames / chunks at most: the caps cut the longer clips, two buckets.
-  config = test_train.tiny_config(tmp, dataset='manifest',
-                                  manifest=str(manifest), num_emotions=3,
-                                  max_frames=2, max_chunks=2)
-  workdir = tmp / 'work'
-  loop.train_and_evaluate(config, str(workdir))
-  assert workdir_lib.load_config(str(workdir)) is not None
-  yield config, workdir, manifest, predict.load(str(workdir))
-  jax.config.update('jax_disable_most_optimizations', old)
+  with compile_settings.fast():
+    tmp = tmp_path_factory.mktemp('predict')
+    manifest = synthetic.write_manifest(tmp / 'clips', num_clips=9, seed=2,
+                                        labels=LABELS)
+    # Two frames / chunks at most: the caps cut the longer clips, two
+    # buckets.
+    config = test_train.tiny_config(tmp, dataset='manifest',
+                                    manifest=str(manifest), num_emotions=3,
+                                    max_frames=2, max_chunks=2)
+    workdir = tmp / 'work'
+    loop.train_and_evaluate(config, str(workdir))
+    assert workdir_lib.load_config(str(workdir)) is not None
+    yield config, workdir, manifest, predict.load(str(workdir))
 
 
 def test_manifest_run_sizes_names_and_scores_its_labels(trained):

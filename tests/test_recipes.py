@@ -279,14 +279,6 @@ def test_glove_path_goes_with_a_pickle_source_for_the_emotion_vectors(
       prepare.feature_config(prepare.FeatureRequest('synthetic')))
 
 
-@pytest.fixture
-def fast_compile():
-  old = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', old)
-
-
 def test_emoembs_vectors_are_frozen_through_a_training_step(fast_compile):
   config = mesm_jax.get_config('smoke', 'emoembs')
   config.baseline_layers = 1

@@ -12,6 +12,8 @@ import numpy as np
 import optax
 import pytest
 
+import compile_settings
+
 import mesm_jax
 from mesm_jax.train import checkpoint as ckpt_lib
 from mesm_jax.train import flags, loop, main, optim, parallel
@@ -243,25 +245,21 @@ def one_epoch(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('one_epoch')
   # Fast compiles, kept on disk for this module: the killed and resumed runs
   # below compile the same programs again and read them from the cache.
-  settings = {'jax_disable_most_optimizations': True,
-              'jax_compilation_cache_dir': str(tmp / 'jax_cache'),
-              'jax_persistent_cache_min_compile_time_secs': 0,
-              'jax_persistent_cache_min_entry_size_bytes': 0}
-  old = {k: (jax.config.read(k) if k == 'jax_disable_most_optimizations'
-            else getattr(jax.config, k)) for k in settings}
-  for k, v in settings.items():
-    jax.config.update(k, v)
-  compilation_cache.reset_cache()   # re-read the settings at the next compile
-  config = tiny_config(tmp)
-  given = config.to_dict()
-  # Through the command line, the config as a file of one's own (--config).
-  path = tmp / 'my_config.py'
-  path.write_text(f'def get_config():\n  return {given!r}\n')
-  assert main.run(['--config', str(path), '--workdir', str(tmp / 'work')]) == 0
-  results = json.loads((tmp / 'work' / 'results.json').read_text())
-  yield tmp, config, given, results
-  for k, v in old.items():
-    jax.config.update(k, v)
+  with compile_settings.jax_settings(
+      jax_disable_most_optimizations=True,
+      jax_compilation_cache_dir=str(tmp / 'jax_cache'),
+      jax_persistent_cache_min_compile_time_secs=0,
+      jax_persistent_cache_min_entry_size_bytes=0):
+    compilation_cache.reset_cache()   # re-read the settings at next compile
+    config = tiny_config(tmp)
+    given = config.to_dict()
+    # Through the command line, the config as a file of one's own (--config).
+    path = tmp / 'my_config.py'
+    path.write_text(f'def get_config():\n  return {given!r}\n')
+    assert main.run(['--config', str(path), '--workdir',
+                     str(tmp / 'work')]) == 0
+    results = json.loads((tmp / 'work' / 'results.json').read_text())
+    yield tmp, config, given, results
   compilation_cache.reset_cache()
 
 
